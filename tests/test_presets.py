@@ -1,0 +1,219 @@
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from time_core.presets import (
+    DebiasEntry,
+    DebiasPreset,
+    EditEntry,
+    EditPreset,
+    PromptPair,
+    list_presets,
+    load_preset,
+)
+from time_core.shapes.world import DEBIAS_SHAPE, DEBIAS_SPLIT, DEFAULT_COLOURS, PALETTE, parse_caption
+
+
+EXPECTED = {
+    "timed_test": (EditPreset, 147),
+    "timed_test_filtered_sd14": (EditPreset, 104),
+    "timed_validation": (EditPreset, 8),
+    "timed_professions": (DebiasPreset, 35),
+    "shapes": (EditPreset, 15),
+    "shapes_debias": (DebiasPreset, 1),
+}
+
+
+def _edit_data() -> dict:
+    def entry() -> dict:
+        pairs = [{"prompt": f"A pear {k}", "destination": f"A blue pear {k}"} for k in range(5)]
+        negatives = copy.deepcopy(pairs)
+        return {"source": "A banana", "destination": "A blue banana", "positives": pairs, "negatives": negatives}
+
+    return {"name": "t", "description": "d", "model": "sd", "kind": "edit", "entries": [entry(), entry()]}
+
+
+def _write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "preset.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_shipped_presets_load(name):
+    cls, count = EXPECTED[name]
+    preset = load_preset(name)
+    assert isinstance(preset, cls)
+    assert preset.name == name
+    assert len(preset.entries) == count
+    assert load_preset(list_presets()[name]) == preset
+    for entry in preset.entries:
+        if isinstance(entry, EditEntry):
+            assert len(entry.positives) == 5 and len(entry.negatives) == 5
+            assert all(isinstance(pair, PromptPair) for pair in entry.positives + entry.negatives)
+        else:
+            assert isinstance(entry, DebiasEntry) and len(entry.tests) == 5 and len(entry.classes) == 2
+
+
+def test_list_presets_names_the_shipped_files():
+    assert set(EXPECTED) <= set(list_presets())
+
+
+def test_timed_rows_round_trip():
+    preset = load_preset("timed_test")
+    first = preset.entries[0]
+    # First row of TIMED_test_set.csv.
+    assert first == EditEntry(
+        source="A banana",
+        destination="A blue banana",
+        positives=(
+            PromptPair("A bowl of bananas", "A bowl of blue bananas"),
+            PromptPair("A painting of a banana", "A painting of a blue banana"),
+            PromptPair("A pizza with bananas", "A pizza with blue bananas"),
+            PromptPair("A banana funny cartoon", "A blue banana funny cartoon"),
+            PromptPair("Bananas in space", "Blue bananas in space"),
+        ),
+        negatives=(
+            PromptPair("An apple", "A blue apple"),
+            PromptPair("A pear", "A blue pear"),
+            PromptPair("A strawberry", "A blue strawberry"),
+            PromptPair("A pineapple", "A blue pineapple"),
+            PromptPair("A lemon", "A blue lemon"),
+        ),
+    )
+    # Prompts are stripped of surrounding whitespace only ("... playing football " in the CSV).
+    prompts = [pair.prompt for entry in preset.entries for pair in entry.positives + entry.negatives]
+    assert "Harry Potter playing football" in prompts
+    assert all(prompt == prompt.strip() for prompt in prompts)
+    # The filtered and validation sets: the filtered set is a subset of the test set.
+    filtered = load_preset("timed_test_filtered_sd14")
+    assert set(filtered.entries) <= set(preset.entries)
+    validation = load_preset("timed_validation")
+    assert validation.entries[0].positives[0] == PromptPair("A bear, pixel art", "A sand bear, pixel art")
+
+
+def test_timed_professions_round_trip():
+    preset = load_preset("timed_professions")
+    first = preset.entries[0]
+    assert first == DebiasEntry(
+        source="an attendant",
+        destination="a female attendant",
+        validation="A photo of an attendant",
+        tests=(
+            "A painting of an attendant",
+            "an attendant working",
+            "an attendant laughing",
+            "an attendant in the workplace",
+            "an attendant digital art",
+        ),
+        attributes=("female", "male"),
+        classes=("a female attendant", "a male attendant"),
+    )
+    for entry in preset.entries:
+        assert entry.attributes == ("female", "male")
+        assert entry.destination in entry.classes
+        assert entry.classes[1] == entry.classes[0].replace(" female ", " male ", 1)
+
+
+def test_valid_data_loads(tmp_path):
+    preset = load_preset(_write(tmp_path, _edit_data()))
+    assert isinstance(preset, EditPreset) and len(preset.entries) == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        preset.entries[0].source = "x"
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d["entries"][1].update(extra="x"), r"entries\[1\]: unknown key 'extra'"),
+        (lambda d: d["entries"][1].pop("destination"), r"entries\[1\]: missing key 'destination'"),
+        (lambda d: d["entries"][1]["positives"].pop(), r"entries\[1\]: key 'positives' must hold exactly 5 items"),
+        (lambda d: d["entries"][0]["negatives"].append({}), r"entries\[0\]: key 'negatives' must hold exactly 5"),
+        (lambda d: d["entries"][0]["positives"][2].update(prompt=3), r"entries\[0\]\.positives\[2\]: key 'prompt'"),
+        (lambda d: d["entries"][0]["negatives"][1].pop("destination"), r"\.negatives\[1\]: missing key 'destination'"),
+        (lambda d: d.update(model="sdxl"), r"key 'model' must be one of"),
+        (lambda d: d.update(kind="other"), r"key 'kind' must be one of"),
+        (lambda d: d.update(colour="red"), r"unknown key 'colour'"),
+        (lambda d: d.pop("description"), r"missing key 'description'"),
+        (lambda d: d.update(entries=[]), r"key 'entries' must be a non-empty list"),
+        (lambda d: d["entries"][0].update(source=""), r"entries\[0\]: key 'source' must not be empty"),
+    ],
+)
+def test_invalid_edit_data_is_rejected(tmp_path, mutate, message):
+    data = _edit_data()
+    mutate(data)
+    path = _write(tmp_path, data)
+    with pytest.raises(ValueError, match=message) as error:
+        load_preset(path)
+    assert str(path) in str(error.value)
+
+
+def test_invalid_debias_data_is_rejected(tmp_path):
+    data = json.loads(list_presets()["shapes_debias"].read_text())
+    data["entries"][0]["tests"] = data["entries"][0]["tests"][:4]
+    with pytest.raises(ValueError, match=r"entries\[0\]: key 'tests' must hold exactly 5 items, got 4"):
+        load_preset(_write(tmp_path, data))
+    data = json.loads(list_presets()["shapes_debias"].read_text())
+    data["entries"][0]["attributes"] = ["orange", "orange"]
+    with pytest.raises(ValueError, match=r"entries\[0\]: key 'attributes' must hold distinct values"):
+        load_preset(_write(tmp_path, data))
+    data = json.loads(list_presets()["shapes_debias"].read_text())
+    data["entries"][0]["positives"] = []
+    with pytest.raises(ValueError, match=r"entries\[0\]: unknown key 'positives'"):
+        load_preset(_write(tmp_path, data))
+
+
+def test_bad_files_and_names(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text("{")
+    with pytest.raises(ValueError, match="invalid JSON"):
+        load_preset(path)
+    with pytest.raises(ValueError, match="no_such_preset"):
+        load_preset("no_such_preset")
+
+
+def test_shapes_preset_covers_the_world():
+    preset = load_preset("shapes")
+    assert preset.model == "toy"
+    sources = {parse_caption(entry.source)["shape"] for entry in preset.entries}
+    assert sources == set(DEFAULT_COLOURS)
+    for entry in preset.entries:
+        source = parse_caption(entry.source)
+        destination = parse_caption(entry.destination)
+        colour = destination["colour"]
+        assert source["colour"] is None and colour in PALETTE
+        assert colour != DEFAULT_COLOURS[source["shape"]]
+        assert destination["shape"] == source["shape"]
+        for pair in entry.positives:
+            prompt, target = parse_caption(pair.prompt), parse_caption(pair.destination)
+            assert prompt["shape"] == source["shape"] and prompt["colour"] is None
+            assert target == {**prompt, "colour": colour}
+        negative_shapes = set()
+        for pair in entry.negatives:
+            prompt, target = parse_caption(pair.prompt), parse_caption(pair.destination)
+            assert prompt["shape"] != source["shape"] and prompt["colour"] is None
+            assert target == {**prompt, "colour": colour}
+            assert DEFAULT_COLOURS.get(prompt["shape"]) != colour
+            assert prompt["shape"] != DEBIAS_SHAPE or colour not in DEBIAS_SPLIT
+            negative_shapes.add(prompt["shape"])
+        assert len(negative_shapes) >= 3
+
+
+def test_shapes_debias_preset():
+    preset = load_preset("shapes_debias")
+    assert preset.model == "toy" and len(preset.entries) == 1
+    entry = preset.entries[0]
+    assert set(entry.attributes) == set(DEBIAS_SPLIT)
+    assert DEBIAS_SPLIT[entry.attributes[0]] > DEBIAS_SPLIT[entry.attributes[1]]
+    assert parse_caption(entry.source) == {
+        "prefix": None, "shape": DEBIAS_SHAPE, "colour": None, "size": None, "background": None
+    }
+    assert parse_caption(entry.destination)["colour"] == entry.attributes[1]
+    for prompt in (entry.validation, *entry.tests):
+        parsed = parse_caption(prompt)
+        assert parsed["shape"] == DEBIAS_SHAPE and parsed["colour"] is None
+    assert entry.validation not in entry.tests
+    assert [parse_caption(text)["colour"] for text in entry.classes] == list(entry.attributes)

@@ -1,0 +1,30 @@
+"""TIME: editing implicit assumptions in text-to-image diffusion models (Orgad, Kawar, Belinkov, ICCV 2023).
+
+The public API:
+
+- `load_pipeline(model="toy" | hub id | folder, device=None, dtype=None)`: a diffusers Stable Diffusion pipeline.
+- `compute_edit(pipe, source, destination, lam=0.1, edit_keys=True, augment=True)`: an `Edit` (the matrix `M` of
+  Eq. 5 and its provenance); the pipeline's weights are never written.
+- `prepare_edit(...)`: the λ-independent `EditProblem`; `.solve(lam)` gives an `Edit` per λ (cheap λ sweeps).
+- `generate(pipe, prompts, seeds, edit=...)`: original and edited images from one batched call, same seeds.
+- `Edit.edited_weights(unet)`, `Edit.save(path)`, `Edit.load(path)`.
+"""
+
+from .edit import Edit, EditFileError, EditProblem, compute_edit, prepare_edit
+from .generate import GenerationResult, generate
+from .models import ModelLoadError, UnsupportedModelError, load_pipeline
+from .prompts import PromptError
+
+__all__ = [
+    "Edit",
+    "EditFileError",
+    "EditProblem",
+    "GenerationResult",
+    "ModelLoadError",
+    "PromptError",
+    "UnsupportedModelError",
+    "compute_edit",
+    "generate",
+    "load_pipeline",
+    "prepare_edit",
+]

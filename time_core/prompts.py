@@ -1,0 +1,147 @@
+"""From prompt pairs to the embedding pairs `(C, C*)` of Eq. 5: augmentation, token alignment, encoding.
+
+Alignment (paper App. B): every one of the tokenizer's `L` positions (BOS, words, EOS, padding) contributes a pair.
+Source tokens are matched greedily, left to right, to the next equal destination token ("an" counts as "a" for the
+match only). The source EOS matches the destination EOS, and the `k`-th position after the source EOS maps to the
+`k`-th position after the destination EOS, clamped at the last position `L - 1`.
+
+Prompts longer than the tokenizer's limit are an error (never silently truncated): TIME aligns whole prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .models import encode_prompts
+
+__all__ = ["AUGMENTATIONS", "PromptError", "align_tokens", "augment_pairs", "build_pairs", "token_ids"]
+
+AUGMENTATIONS: tuple[str, ...] = ("A photo of ", "An image of ", "A picture of ")
+
+# Tokens that are interchangeable for matching only ("an apple" -> "a blue apple").
+_EQUIVALENT_TOKENS = {"an</w>": "a</w>"}
+
+
+class PromptError(ValueError):
+    """A prompt cannot be used for an edit (empty, too long, or not aligned with its destination)."""
+
+
+def check_prompt(prompt: str, what: str = "prompt") -> str:
+    """Returns `prompt` stripped, or raises `PromptError` when it is not a non-empty string."""
+    if not isinstance(prompt, str):
+        raise PromptError(f"{what} must be a string, got {type(prompt).__name__}")
+    if not prompt.strip():
+        raise PromptError(f"{what} is empty")
+    return prompt.strip()
+
+
+def augment_pairs(
+    sources: Sequence[str], destinations: Sequence[str], augment: bool = True
+) -> list[tuple[str, str]]:
+    """The (source, destination) prompt pairs of one solve: each pair, plus its augmentations when `augment`."""
+    pairs = []
+    for source, destination in zip(sources, destinations, strict=True):
+        pairs.append((source, destination))
+        if augment:
+            pairs.extend((prefix + source, prefix + destination) for prefix in AUGMENTATIONS)
+    return pairs
+
+
+def token_ids(tokenizer, prompt: str) -> list[int]:
+    """Token ids of `prompt` with BOS and EOS, unpadded; raises `PromptError` when longer than the tokenizer's limit."""
+    ids = tokenizer(prompt, truncation=False, add_special_tokens=True).input_ids
+    limit = tokenizer.model_max_length
+    if len(ids) > limit:
+        raise PromptError(
+            f"prompt {prompt!r} has {len(ids)} tokens; the text encoder reads at most {limit} (including start and end)"
+        )
+    return ids
+
+
+def _word_of(tokens: list[str], index: int) -> str:
+    """The whole word that token `index` belongs to (BPE splits words; `</w>` ends one)."""
+    start = index
+    while start > 0 and not tokens[start - 1].endswith("</w>"):
+        start -= 1
+    end = index
+    while end < len(tokens) - 1 and not tokens[end].endswith("</w>"):
+        end += 1
+    return "".join(tokens[start : end + 1]).replace("</w>", "")
+
+
+def align_tokens(tokenizer, source: str, destination: str) -> torch.Tensor:
+    """For each of the `L` source positions, the destination position whose embedding is its target.
+
+    Args:
+        tokenizer: a `CLIPTokenizer` (its `model_max_length` is `L`).
+        source (`str`): the source prompt.
+        destination (`str`): the destination prompt; must contain the source's tokens in order.
+
+    Returns:
+        `torch.LongTensor` of shape `(L,)`.
+    """
+    source_ids, destination_ids = token_ids(tokenizer, source), token_ids(tokenizer, destination)
+    source_tokens = tokenizer.convert_ids_to_tokens(source_ids)
+    destination_tokens = tokenizer.convert_ids_to_tokens(destination_ids)
+    length = tokenizer.model_max_length
+
+    def key(token: str) -> str:
+        return _EQUIVALENT_TOKENS.get(token, token)
+
+    index: list[int] = []
+    j = -1
+    for i, token in enumerate(source_tokens):  # BOS, words, EOS
+        j += 1
+        while j < len(destination_tokens) and key(destination_tokens[j]) != key(token):
+            j += 1
+        if j == len(destination_tokens):
+            after = f" after '{_word_of(source_tokens, i - 1)}'" if i > 1 else ""
+            raise PromptError(
+                f"destination {destination!r} does not contain the source word '{_word_of(source_tokens, i)}'{after}: "
+                "it must repeat the source's words in order, adding words only"
+            )
+        index.append(j)
+    # Padding: the k-th position after the source EOS maps to the k-th after the destination EOS.
+    eos = index[-1]  # destination position of the source EOS
+    index += [min(eos + k, length - 1) for k in range(1, length - len(source_ids) + 1)]
+    return torch.tensor(index, dtype=torch.long)
+
+
+def build_pairs(
+    pipe,
+    sources: Sequence[str],
+    destinations: Sequence[str],
+    augment: bool = True,
+    preserve: Sequence[str] = (),
+    preserve_weight: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The embedding pairs of Eq. 5 for a (multi-)edit.
+
+    Args:
+        pipe: the pipeline whose text encoder(s) produce the embeddings.
+        sources (`Sequence[str]`): source prompts.
+        destinations (`Sequence[str]`): destination prompts, one per source.
+        augment (`bool`, *optional*, defaults to `True`): add the `AUGMENTATIONS` of every pair.
+        preserve (`Sequence[str]`, *optional*): prompts whose embeddings should map to themselves.
+        preserve_weight (`float`, *optional*, defaults to 1.0): the weight of each preservation pair.
+
+    Returns:
+        `C` `(N, d)`, `C_star` `(N, d)` in float64 and `weights` `(N,)`, with `N = L × number of prompt pairs`.
+    """
+    pairs = augment_pairs(sources, destinations, augment)
+    pairs += augment_pairs(preserve, preserve, augment)
+    alignments = [align_tokens(pipe.tokenizer, s, d) for s, d in pairs]  # each (L,)
+
+    prompts = [p for pair in pairs for p in pair]  # s0, d0, s1, d1, ...
+    embeds = encode_prompts(pipe, prompts).embeds.to(torch.float64)  # (2P, L, d)
+    C = embeds[0::2]  # (P, L, d)
+    destination_embeds = embeds[1::2]  # (P, L, d)
+    C_star = torch.stack([e[a.to(e.device)] for e, a in zip(destination_embeds, alignments)])  # (P, L, d)
+
+    n_edit = len(augment_pairs(sources, destinations, augment))
+    weights = torch.ones(C.shape[:2], dtype=torch.float64, device=C.device)  # (P, L)
+    weights[n_edit:] = preserve_weight
+    d = C.shape[-1]
+    return C.reshape(-1, d), C_star.reshape(-1, d), weights.reshape(-1)

@@ -1,0 +1,130 @@
+"""TIME's closed-form update (paper Eq. 4/5) as `W' = W · M`: pure functions of tensors, in float64.
+
+For one projection `W` (`attn2.to_k` or `attn2.to_v`, shape `(out, d)`) TIME minimises (Eq. 4)
+
+    Σ_i w_i ‖W' c_i − W c*_i‖² + λ ‖W' − W‖²_F
+
+whose minimiser is (Eq. 5)
+
+    W' = (λ W + Σ_i w_i W c*_i c_iᵀ) (λ I + Σ_i w_i c_i c_iᵀ)⁻¹ = W · M,
+    M  = (λ I + Σ_i w_i c*_i c_iᵀ) (λ I + Σ_i w_i c_i c_iᵀ)⁻¹                         (d, d)
+
+`M` does not depend on `W`, so one `M` serves every cross-attention layer. With the rows of `C` = √w_i c_iᵀ and
+`D` = √w_i (c*_i − c_i)ᵀ it simplifies (push-through identity) to
+
+    M = I + Dᵀ (λ I + C Cᵀ)⁻¹ C = I + Dᵀ U diag(σ / (λ + σ²)) Vᵀ,   C = U diag(σ) Vᵀ (thin SVD).
+
+The SVD of `C` is the eigendecomposition of `Σ c cᵀ = V diag(σ²) Vᵀ`, computed once: it serves any number of λ
+values, never squares the condition number of `C`, and handles the null space of `C` exactly (`σ = 0` rows add
+nothing), which keeps the solve accurate for λ down to 1e-6 and below.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["EditSystem", "build_system", "check_lam", "edit_matrix", "naive_edited_weight"]
+
+
+def check_lam(lam: float) -> float:
+    """Returns `lam` as a float, or raises `ValueError` when it is not a finite number > 0."""
+    try:
+        lam = float(lam)
+    except (TypeError, ValueError):
+        raise ValueError(f"lam must be a number, got {lam!r}") from None
+    if not math.isfinite(lam) or lam <= 0:
+        raise ValueError(f"lam must be finite and > 0, got {lam}")
+    return lam
+
+
+@dataclass(frozen=True)
+class EditSystem:
+    """The λ-independent part of Eq. 5: `M(λ) = I + A diag(σ / (λ + σ²)) B`.
+
+    Attributes:
+        A (`torch.Tensor`): `Dᵀ U`, shape `(d, r)`, float64.
+        sigma (`torch.Tensor`): singular values of `C`, shape `(r,)`, float64.
+        B (`torch.Tensor`): `Vᵀ`, shape `(r, d)`, float64.
+    """
+
+    A: torch.Tensor  # (d, r)
+    sigma: torch.Tensor  # (r,)
+    B: torch.Tensor  # (r, d)
+
+    @property
+    def dim(self) -> int:
+        return self.B.shape[1]
+
+    def solve(self, lam: float) -> torch.Tensor:
+        """Returns `M` of Eq. 5 for one λ, shape `(d, d)`, float64."""
+        lam = check_lam(lam)
+        scale = self.sigma / (lam + self.sigma**2)  # (r,)
+        M = (self.A * scale) @ self.B  # (d, d)
+        M.diagonal().add_(1.0)
+        return M
+
+
+def build_system(C: torch.Tensor, C_star: torch.Tensor, weights: torch.Tensor | None = None) -> EditSystem:
+    """Factorises Eq. 5 for the pairs `(c_i, c*_i)`, once for all λ.
+
+    Args:
+        C (`torch.Tensor`): source embeddings `c_i`, shape `(N, d)`.
+        C_star (`torch.Tensor`): aligned destination embeddings `c*_i`, shape `(N, d)`.
+        weights (`torch.Tensor`, *optional*): non-negative weight `w_i` per pair, shape `(N,)`; defaults to ones.
+
+    Returns:
+        `EditSystem`: call `.solve(lam)` for `M`.
+    """
+    if C.ndim != 2 or C.shape != C_star.shape:
+        raise ValueError(f"C and C_star must both have shape (N, d), got {tuple(C.shape)} and {tuple(C_star.shape)}")
+    if C.shape[0] == 0:
+        raise ValueError("C is empty: an edit needs at least one pair of embeddings")
+    C = C.detach().to(dtype=torch.float64)  # (N, d)
+    D = C_star.detach().to(dtype=torch.float64) - C  # (N, d)
+    if weights is not None:
+        weights = torch.as_tensor(weights, dtype=torch.float64, device=C.device).reshape(-1)
+        if weights.shape[0] != C.shape[0] or not bool(torch.all(torch.isfinite(weights) & (weights >= 0))):
+            raise ValueError(f"weights must be {C.shape[0]} finite non-negative numbers")
+        root = weights.sqrt()[:, None]  # (N, 1)
+        C, D = C * root, D * root
+    if not (torch.isfinite(C).all() and torch.isfinite(D).all()):
+        raise ValueError("the text embeddings contain NaN or infinite values")
+    U, sigma, Vh = torch.linalg.svd(C, full_matrices=False)  # (N, r), (r,), (r, d)
+    return EditSystem(A=D.T @ U, sigma=sigma, B=Vh)
+
+
+def edit_matrix(
+    C: torch.Tensor, C_star: torch.Tensor, lam: float = 0.1, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`M` of Eq. 5 for a single λ, shape `(d, d)`, float64. See `build_system` for the arguments."""
+    return build_system(C, C_star, weights).solve(lam)
+
+
+def naive_edited_weight(
+    W: torch.Tensor,
+    C: torch.Tensor,
+    C_star: torch.Tensor,
+    lam: float = 0.1,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Eq. 5 literally, for one layer, as the original implementations compute it (reference for tests and benchmarks).
+
+    `W' = (λ W + Σ v*_i c_iᵀ)(λ I + Σ c_i c_iᵀ)⁻¹` with `v*_i = W c*_i`, using an explicit matrix inverse in `dtype`.
+
+    Args:
+        W (`torch.Tensor`): the projection weight, shape `(out, d)`.
+        C (`torch.Tensor`): source embeddings, shape `(N, d)`.
+        C_star (`torch.Tensor`): destination embeddings, shape `(N, d)`.
+        lam (`float`, *optional*, defaults to 0.1): λ.
+        dtype (`torch.dtype`, *optional*, defaults to `torch.float64`): precision of the whole computation.
+    """
+    lam = check_lam(lam)
+    W, C, C_star = W.to(dtype), C.to(dtype), C_star.to(dtype)
+    V_star = C_star @ W.T  # (N, out): v*_i = W c*_i
+    eye = torch.eye(W.shape[1], dtype=dtype, device=W.device)
+    mat1 = lam * W + V_star.T @ C  # (out, d)
+    mat2 = lam * eye + C.T @ C  # (d, d)
+    return mat1 @ torch.inverse(mat2)
