@@ -1,0 +1,282 @@
+"""`compute_edit` / `Edit` on tiny SD 1.x, SD 2.x and SDXL pipelines: Eq. 5 per layer, equivalence, files, errors."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from conftest import pipeline_hash
+
+import time_core
+from time_core import Edit, EditFileError, PromptError, UnsupportedModelError, compute_edit, generate, prepare_edit
+from time_core.models import check_architecture, cross_attention_layers, encode_prompts
+from time_core.prompts import build_pairs
+from time_core.solver import edit_matrix, naive_edited_weight
+
+SOURCE, DESTINATION = "a pack of roses", "a pack of blue roses"
+
+
+def test_edit_equals_literal_eq5_in_every_layer(any_pipe):
+    """W·M equals a naive per-layer Eq. 5 in float64, for every attn2.to_k / to_v, on every architecture."""
+    edit = compute_edit(any_pipe, SOURCE, DESTINATION, lam=0.1)
+    C, C_star, _ = build_pairs(any_pipe, [SOURCE], [DESTINATION], augment=True)
+    assert C.shape == (4 * 77, edit.text_width)  # 4 prompt pairs (source + 3 augmentations) × 77 positions
+    weights = edit.edited_weights(any_pipe.unet)
+    layers = cross_attention_layers(any_pipe.unet)
+    assert len(weights) == 2 * len(layers) > 0
+    params = dict(any_pipe.unet.named_parameters())
+    for name, W_new in weights.items():
+        W = params[name].detach().double()
+        expected = naive_edited_weight(W, C, C_star, lam=0.1)
+        assert torch.allclose(W_new.double(), expected, rtol=1e-5, atol=1e-6 * expected.abs().max()), name
+
+
+def test_value_only_edits_only_values(sd1):
+    edit = compute_edit(sd1, SOURCE, DESTINATION, edit_keys=False)
+    names = set(edit.edited_weights(sd1.unet))
+    assert names and all(n.endswith("attn2.to_v.weight") for n in names)
+
+
+def _unet_out(unet, encoder_hidden_states, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sample = torch.randn(encoder_hidden_states.shape[0], unet.config.in_channels, 8, 8, generator=g)
+    added = {}
+    if unet.config.addition_embed_type == "text_time":
+        n = encoder_hidden_states.shape[0]
+        proj = unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim
+        added = {"added_cond_kwargs": {"text_embeds": torch.randn(n, proj, generator=g), "time_ids": torch.ones(n, 6) * 16}}
+    with torch.no_grad():
+        return unet(sample, 500, encoder_hidden_states=encoder_hidden_states, **added).sample
+
+
+@pytest.mark.parametrize("edit_keys", [True, False])
+def test_embedding_map_equals_weight_edit_in_the_unet(any_pipe, edit_keys):
+    from time_core.attention import install_split_processors, split_key_value
+
+    edit = compute_edit(any_pipe, SOURCE, DESTINATION, lam=0.1, edit_keys=edit_keys)
+    c = encode_prompts(any_pipe, ["a pack of roses", "a rose in a vase"]).embeds  # (2, L, d)
+    edited_unet = copy.deepcopy(any_pipe.unet)
+    missing, unexpected = edited_unet.load_state_dict(edit.edited_weights(any_pipe.unet), strict=False)
+    assert not unexpected
+    expected = _unet_out(edited_unet, c)
+    if edit_keys:
+        got = _unet_out(any_pipe.unet, edit.map_embeddings(c))
+    else:
+        install_split_processors(any_pipe.unet)
+        got = _unet_out(any_pipe.unet, split_key_value(c, edit.map_embeddings(c)))
+        # at width d the wrapped processors are the original ones, bit for bit
+        assert torch.equal(_unet_out(any_pipe.unet, c), _unet_out(copy.deepcopy(any_pipe.unet), c))
+    assert torch.allclose(got, expected, atol=1e-5 * expected.abs().max())
+    assert not torch.allclose(got, _unet_out(any_pipe.unet, c), atol=1e-4 * expected.abs().max())
+
+
+@pytest.mark.parametrize("edit_keys", [True, False])
+def test_images_equal_the_weight_edited_pipeline(sd1, edit_keys):
+    edit = compute_edit(sd1, SOURCE, DESTINATION, lam=0.1, edit_keys=edit_keys)
+    prompts, seeds = ["a pack of roses", "a rose in a vase"], [0, 1]
+    ours = generate(sd1, prompts, seeds, edit=edit, num_inference_steps=4, output_type="np", progress=False)
+    components = dict(sd1.components)
+    components["unet"] = copy.deepcopy(sd1.unet)
+    components["unet"].load_state_dict(edit.edited_weights(sd1.unet), strict=False)
+    classic = type(sd1)(**components)
+    reference = generate(classic, prompts, seeds, num_inference_steps=4, output_type="np", progress=False)
+    for p in range(2):
+        for s in range(2):
+            assert np.abs(ours.edited[p][s] - reference.original[p][s]).max() < 1e-4
+            assert np.abs(ours.original[p][s] - ours.edited[p][s]).max() > 1e-3  # the edit does something
+
+
+def test_lambda_to_infinity_is_the_original_model(sd1):
+    edit = compute_edit(sd1, SOURCE, DESTINATION, lam=1e12)
+    assert torch.allclose(edit.M, torch.eye(edit.text_width, dtype=torch.float64), atol=1e-8)
+
+
+def test_multi_edit_sums_both_factors(sd1):
+    sources, destinations = ["a pack of roses", "an apple"], ["a pack of blue roses", "a red apple"]
+    multi = compute_edit(sd1, sources, destinations, lam=0.1)
+    C1, S1, _ = build_pairs(sd1, sources[:1], destinations[:1])
+    C2, S2, _ = build_pairs(sd1, sources[1:], destinations[1:])
+    expected = edit_matrix(torch.cat([C1, C2]), torch.cat([S1, S2]), 0.1)
+    assert torch.allclose(multi.M, expected, atol=1e-10)
+    assert multi.sources == tuple(sources) and multi.destinations == tuple(destinations)
+
+
+def test_preservation_keeps_a_prompt(sd1):
+    keep = "a rose in a vase"
+    c = encode_prompts(sd1, [keep]).embeds.double()[0]  # (L, d)
+    plain = compute_edit(sd1, SOURCE, DESTINATION)
+    kept = compute_edit(sd1, SOURCE, DESTINATION, preserve=[keep], preserve_weight=100.0)
+    drift_plain = (c @ plain.M.T - c).norm()
+    drift_kept = (c @ kept.M.T - c).norm()
+    assert drift_kept < 0.2 * drift_plain
+    assert kept.preserve == (keep,)
+
+
+def test_sweep_reuses_one_decomposition(sd1):
+    problem = prepare_edit(sd1, SOURCE, DESTINATION)
+    for lam in (1e-3, 0.1, 10.0):
+        assert torch.allclose(problem.solve(lam).M, compute_edit(sd1, SOURCE, DESTINATION, lam=lam).M, atol=1e-10)
+
+
+def test_weights_are_never_written(sd1):
+    before = pipeline_hash(sd1)
+    edit = compute_edit(sd1, SOURCE, DESTINATION)
+    edit_v = compute_edit(sd1, SOURCE, DESTINATION, edit_keys=False)
+    edit.edited_weights(sd1.unet)
+    generate(sd1, ["a rose"], [0], edit=edit, num_inference_steps=2, progress=False)
+    generate(sd1, ["a rose"], [0], edit=edit_v, num_inference_steps=2, progress=False)
+
+    def explode(done, total):
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        generate(sd1, ["a rose"], [0], edit=edit, num_inference_steps=3, progress=False, callback=explode)
+    assert pipeline_hash(sd1) == before
+
+
+def test_edit_file_round_trip(sd1, tmp_path):
+    edit = compute_edit(sd1, ["a pack of roses", "an apple"], ["a pack of blue roses", "a red apple"], lam=0.25,
+                        edit_keys=False, preserve=["a car"], preserve_weight=2.0)
+    path = edit.save(tmp_path / "edit.safetensors")
+    loaded = Edit.load(path)
+    assert torch.equal(loaded.M, edit.M) and loaded.M.dtype == torch.float64
+    for field in ("sources", "destinations", "lam", "edit_keys", "augment", "preserve", "preserve_weight", "model"):
+        assert getattr(loaded, field) == getattr(edit, field), field
+    assert path.stat().st_size < 8 * edit.text_width**2 + 4096
+
+
+def test_bad_edit_files(sd1, sd2, tmp_path):
+    from safetensors.torch import save_file
+
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x00\x01not a safetensors file" * 10)
+    with pytest.raises(EditFileError, match="not a readable safetensors file"):
+        Edit.load(corrupt)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"weight": torch.zeros(3, 3)}, str(foreign))
+    with pytest.raises(EditFileError, match="not a TIME edit file"):
+        Edit.load(foreign)
+    with pytest.raises(EditFileError, match="no edit file"):
+        Edit.load(tmp_path / "missing.safetensors")
+    edit = compute_edit(sd1, SOURCE, DESTINATION)
+    tampered = tmp_path / "tampered.safetensors"
+    save_file({"M": torch.zeros(4, 4, dtype=torch.float64)}, str(tampered), metadata=edit.metadata())
+    with pytest.raises(EditFileError, match=r"M has shape \(4, 4\), expected \(32, 32\)"):
+        Edit.load(tampered)
+    # an edit of another text width cannot be applied
+    before = pipeline_hash(sd2)
+    with pytest.raises(EditFileError, match="text width 32.*text width 1024"):
+        generate(sd2, ["a rose"], [0], edit=edit, num_inference_steps=2, progress=False)
+    with pytest.raises(EditFileError, match="width"):
+        edit.edited_weights(sd2.unet)
+    assert pipeline_hash(sd2) == before
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,message",
+    [
+        (dict(source="", destination="a blue rose"), PromptError, "source is empty"),
+        (dict(source="a rose", destination="   "), PromptError, "destination is empty"),
+        (dict(source="a pack of roses", destination="a pack of blue tulips"), PromptError, "source word 'roses'"),
+        (dict(source="a rose", destination="a blue rose", lam=0), ValueError, "lam must be finite and > 0"),
+        (dict(source="a rose", destination="a blue rose", lam=-1), ValueError, "lam must be finite and > 0"),
+        (dict(source="a rose", destination="a blue rose", lam=float("nan")), ValueError, "lam must be finite"),
+        (dict(source="a rose", destination="a blue rose", lam=float("inf")), ValueError, "lam must be finite"),
+        (dict(source=["a rose", "a car"], destination=["a blue rose"]), ValueError, "2 source prompts but 1"),
+        (dict(source=[], destination=[]), ValueError, "source is an empty list"),
+        (dict(source="a " + "very " * 80 + "big rose", destination="a blue rose"), PromptError, "at most 77"),
+        (dict(source="a rose", destination="a blue rose", preserve_weight=-1), ValueError, "preserve_weight"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_changes_nothing(sd1, kwargs, error, message):
+    before = pipeline_hash(sd1)
+    with pytest.raises(error, match=message):
+        compute_edit(sd1, **kwargs)
+    assert pipeline_hash(sd1) == before
+
+
+def test_unsupported_architectures_fail_loudly(sd1):
+    from diffusers import UNet2DConditionModel
+
+    pipe = copy.copy(sd1)
+    config = {k: v for k, v in sd1.unet.config.items() if not k.startswith("_")}
+    config["encoder_hid_dim"] = 32
+    pipe.unet = UNet2DConditionModel.from_config(config)
+    with pytest.raises(UnsupportedModelError, match="encoder_hid_proj"):
+        compute_edit(pipe, SOURCE, DESTINATION)
+    config = {k: v for k, v in sd1.unet.config.items() if not k.startswith("_")}
+    config.update(down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                  mid_block_type=None)
+    pipe.unet = UNet2DConditionModel.from_config(config)
+    with pytest.raises(UnsupportedModelError, match="no cross-attention layer"):
+        check_architecture(pipe)
+
+
+def test_original_images_equal_a_plain_pipeline_call(sd1):
+    result = generate(sd1, ["a rose", "a car"], [3, 7], num_inference_steps=3, output_type="np", progress=False)
+    for p, prompt in enumerate(["a rose", "a car"]):
+        for s, seed in enumerate([3, 7]):
+            plain = sd1(prompt, num_inference_steps=3, generator=torch.Generator("cpu").manual_seed(seed), output_type="np")
+            assert np.abs(plain.images[0] - result.original[p][s]).max() < 1e-5
+    assert result.edited is None
+
+
+def test_generation_shapes_progress_and_batching(sdxl):
+    edit = compute_edit(sdxl, SOURCE, DESTINATION)
+    calls = []
+    full = generate(sdxl, ["a rose", "a car", "a dog"], [0, 1], edit=edit, num_inference_steps=2, output_type="np",
+                    progress=False, callback=lambda done, total: calls.append((done, total)))
+    assert len(full.original) == len(full.edited) == 3 and all(len(row) == 2 for row in full.edited)
+    assert calls[-1] == (2, 2)  # one batched call: 12 images, 2 steps
+    chunked = generate(sdxl, ["a rose", "a car", "a dog"], [0, 1], edit=edit, num_inference_steps=2, output_type="np",
+                       progress=False, batch_size=5)
+    for p in range(3):
+        for s in range(2):
+            assert np.abs(full.edited[p][s] - chunked.edited[p][s]).max() < 1e-4
+            assert np.abs(full.original[p][s] - chunked.original[p][s]).max() < 1e-4
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(prompts=[]), "prompts is empty"),
+        (dict(prompts=[""]), "prompt is empty"),
+        (dict(seeds=[]), "seeds is empty"),
+        (dict(seeds=[-1]), "seeds must be integers"),
+        (dict(num_inference_steps=0), "num_inference_steps"),
+        (dict(height=13), "height must be a positive multiple of 2"),
+        (dict(output_type="latent"), "output_type"),
+        (dict(original=False), "nothing to generate"),
+    ],
+)
+def test_bad_generation_input(sd1, kwargs, message):
+    args = dict(prompts=["a rose"], seeds=[0], num_inference_steps=2, progress=False)
+    args.update(kwargs)
+    with pytest.raises((ValueError, PromptError), match=message):
+        generate(sd1, **args)
+
+
+def test_load_pipeline_from_a_local_folder(sd1, tmp_path):
+    sd1.save_pretrained(tmp_path / "pipe")
+    pipe = time_core.load_pipeline(str(tmp_path / "pipe"), device="cpu")
+    assert type(pipe).__name__ == "StableDiffusionPipeline"
+    assert pipe.unet.dtype == torch.float32
+    a = compute_edit(pipe, SOURCE, DESTINATION)
+    assert torch.allclose(a.M, compute_edit(sd1, SOURCE, DESTINATION).M, atol=1e-10)
+    assert a.model == str(tmp_path / "pipe")
+
+
+def test_load_pipeline_errors(tmp_path, monkeypatch):
+    from time_core import models
+
+    monkeypatch.setattr(models, "TOY_PIPELINE_DIR", tmp_path / "nothing")
+    with pytest.raises(time_core.ModelLoadError, match="python -m time_core.shapes.train"):
+        time_core.load_pipeline("toy")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(time_core.ModelLoadError, match="could not be downloaded.*model='toy'"):
+        time_core.load_pipeline("no-such-user/no-such-model", device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(time_core.ModelLoadError, match="not a diffusers pipeline"):
+        time_core.load_pipeline(str(tmp_path / "empty"), device="cpu")
+    with pytest.raises(ValueError, match="model must be"):
+        time_core.load_pipeline("")
