@@ -10,13 +10,15 @@ whose minimiser is (Eq. 5)
     M  = (λ I + Σ_i w_i c*_i c_iᵀ) (λ I + Σ_i w_i c_i c_iᵀ)⁻¹                         (d, d)
 
 `M` does not depend on `W`, so one `M` serves every cross-attention layer. With the rows of `C` = √w_i c_iᵀ and
-`D` = √w_i (c*_i − c_i)ᵀ it simplifies (push-through identity) to
+`D` = √w_i (c*_i − c_i)ᵀ (shapes `(N, d)`), `λ I + Σ w c* cᵀ = λ I + CᵀC + DᵀC`, hence
 
-    M = I + Dᵀ (λ I + C Cᵀ)⁻¹ C = I + Dᵀ U diag(σ / (λ + σ²)) Vᵀ,   C = U diag(σ) Vᵀ (thin SVD).
+    M = I + Dᵀ C (λ I + CᵀC)⁻¹                       (one eigendecomposition CᵀC = V diag(s) Vᵀ,  d × d)
+      = I + Dᵀ (λ I + C Cᵀ)⁻¹ C                      (push-through identity:  C Cᵀ = U diag(s) Uᵀ,  N × N)
 
-The SVD of `C` is the eigendecomposition of `Σ c cᵀ = V diag(σ²) Vᵀ`, computed once: it serves any number of λ
-values, never squares the condition number of `C`, and handles the null space of `C` exactly (`σ = 0` rows add
-nothing), which keeps the solve accurate for λ down to 1e-6 and below.
+Both are `M = I + A diag(1 / (λ + s)) B`: the smaller of the two symmetric eigenproblems (`N × N` for a single edit:
+4 prompts × 77 tokens = 308 < d = 768) is solved once in float64 with `torch.linalg.eigh`, and serves any number of
+λ values. Forming `M − I` directly (instead of `(λ I + Σ c* cᵀ)` times an inverse) keeps `M` exact in the null space
+of `C`, where it is the identity, and keeps the solve accurate for λ down to 1e-6.
 """
 
 from __future__ import annotations
@@ -42,16 +44,16 @@ def check_lam(lam: float) -> float:
 
 @dataclass(frozen=True)
 class EditSystem:
-    """The λ-independent part of Eq. 5: `M(λ) = I + A diag(σ / (λ + σ²)) B`.
+    """The λ-independent part of Eq. 5: `M(λ) = I + A diag(1 / (λ + s)) B`.
 
     Attributes:
-        A (`torch.Tensor`): `Dᵀ U`, shape `(d, r)`, float64.
-        sigma (`torch.Tensor`): singular values of `C`, shape `(r,)`, float64.
-        B (`torch.Tensor`): `Vᵀ`, shape `(r, d)`, float64.
+        A (`torch.Tensor`): `Dᵀ U` (or `Dᵀ C V`), shape `(d, r)`, float64.
+        s (`torch.Tensor`): eigenvalues of `C Cᵀ` (or `CᵀC`), clamped at 0, shape `(r,)`, float64.
+        B (`torch.Tensor`): `Uᵀ C` (or `Vᵀ`), shape `(r, d)`, float64.
     """
 
     A: torch.Tensor  # (d, r)
-    sigma: torch.Tensor  # (r,)
+    s: torch.Tensor  # (r,)
     B: torch.Tensor  # (r, d)
 
     @property
@@ -61,8 +63,7 @@ class EditSystem:
     def solve(self, lam: float) -> torch.Tensor:
         """Returns `M` of Eq. 5 for one λ, shape `(d, d)`, float64."""
         lam = check_lam(lam)
-        scale = self.sigma / (lam + self.sigma**2)  # (r,)
-        M = (self.A * scale) @ self.B  # (d, d)
+        M = (self.A / (lam + self.s)) @ self.B  # (d, d): M − I
         M.diagonal().add_(1.0)
         return M
 
@@ -92,8 +93,13 @@ def build_system(C: torch.Tensor, C_star: torch.Tensor, weights: torch.Tensor | 
         C, D = C * root, D * root
     if not (torch.isfinite(C).all() and torch.isfinite(D).all()):
         raise ValueError("the text embeddings contain NaN or infinite values")
-    U, sigma, Vh = torch.linalg.svd(C, full_matrices=False)  # (N, r), (r,), (r, d)
-    return EditSystem(A=D.T @ U, sigma=sigma, B=Vh)
+    if C.shape[0] <= C.shape[1]:
+        s, U = torch.linalg.eigh(C @ C.T)  # (N,), (N, N): C Cᵀ = U diag(s) Uᵀ
+        A, B = D.T @ U, U.T @ C  # (d, N), (N, d)
+    else:
+        s, V = torch.linalg.eigh(C.T @ C)  # (d,), (d, d): CᵀC = V diag(s) Vᵀ
+        A, B = (D.T @ C) @ V, V.T  # (d, d), (d, d)
+    return EditSystem(A=A, s=s.clamp(min=0.0), B=B)
 
 
 def edit_matrix(
