@@ -23,6 +23,8 @@ __all__ = [
     "cross_attention_layers",
     "default_device",
     "encode_prompts",
+    "GenerationDefaults",
+    "generation_defaults",
     "load_pipeline",
     "model_id",
     "text_width",
@@ -109,6 +111,33 @@ def check_architecture(pipe) -> dict[str, nn.Module]:
     if sum(widths) != d:
         raise UnsupportedModelError(f"text encoder width(s) {widths} do not add up to cross_attention_dim={d}")
     return layers
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    """Sensible generation settings for a model: denoising steps, guidance scale, seeds per prompt, image size."""
+
+    steps: int
+    guidance: float
+    seeds: int
+    size: int
+
+
+# The embedded Shapes-world model is sampled with a DDIM scheduler on trailing timesteps: few steps suffice.
+TOY_DEFAULTS = GenerationDefaults(steps=20, guidance=5.0, seeds=4, size=64)
+
+
+def is_toy(pipe) -> bool:
+    """Whether `pipe` was loaded from the embedded Shapes-world model."""
+    name = model_id(pipe)
+    return bool(name) and Path(name).resolve() == TOY_PIPELINE_DIR
+
+
+def generation_defaults(pipe) -> GenerationDefaults:
+    """`TOY_DEFAULTS` for the embedded model; otherwise 50 steps, guidance 7.5, 2 seeds at the model's size."""
+    if is_toy(pipe):
+        return TOY_DEFAULTS
+    return GenerationDefaults(steps=50, guidance=7.5, seeds=2, size=pipe.unet.config.sample_size * pipe.vae_scale_factor)
 
 
 def model_id(pipe) -> str:

@@ -1,0 +1,111 @@
+"""The evaluation protocol: units, resume after an interruption, merging, report files, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from time_core.evaluate import EvalConfig, _check_out_dir, evaluate, markdown_table, merge_results, write_plots
+
+
+class MeanPixelClassifier:
+    """A deterministic stand-in classifier: P(destination) = mean pixel value of the image."""
+
+    name = "mean-pixel"
+
+    def __init__(self, fail_after: int | None = None):
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def prob_destination(self, images, prompts, destinations):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt
+        return np.array([np.asarray(img, dtype=np.float64).mean() / 255.0 for img in images])
+
+
+def _config(**kwargs):
+    base = dict(preset="shapes", model="tiny", classifier="mean-pixel", seeds=(0, 1, 2), lams=(0.1, 10.0), steps=2,
+                guidance=3.0, seeds_per_unit=2, limit=2)
+    base.update(kwargs)
+    return EvalConfig(**base)
+
+
+def test_interrupted_run_resumes_to_the_same_result(sd1, tmp_path):
+    config = _config()
+    _check_out_dir(tmp_path / "full", config)
+    full_counter = MeanPixelClassifier()
+    evaluate(config, tmp_path / "full", pipe=sd1, classifier=full_counter, progress=False)
+    full = merge_results(config, tmp_path / "full")
+    # 2 entries × 2 seed blocks = 4 units; each classifies baseline, oracle and 2 λ: 4 calls
+    assert full_counter.calls == 16
+
+    _check_out_dir(tmp_path / "resumed", config)
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C in the middle of the third unit
+        evaluate(config, tmp_path / "resumed", pipe=sd1, classifier=MeanPixelClassifier(fail_after=5), progress=False)
+    done = sorted(p.name for p in (tmp_path / "resumed" / "units").iterdir())
+    assert 0 < len(done) < len(list((tmp_path / "full" / "units").iterdir()))
+    assert not any(".tmp" in name for name in done)
+    with pytest.raises(FileNotFoundError, match="not done"):
+        merge_results(config, tmp_path / "resumed")
+    counter = MeanPixelClassifier()
+    evaluate(config, tmp_path / "resumed", pipe=sd1, classifier=counter, progress=False)
+    assert counter.calls == 16 - 4  # the first unit was finished and is not redone
+    assert merge_results(config, tmp_path / "resumed") == full
+    # a finished run does no work at all
+    idle = MeanPixelClassifier()
+    evaluate(config, tmp_path / "resumed", pipe=sd1, classifier=idle, progress=False)
+    assert idle.calls == 0
+
+
+def test_units_are_independent_of_sharding(sd1, tmp_path):
+    config = _config(lams=(0.1,))
+    _check_out_dir(tmp_path / "one", config)
+    evaluate(config, tmp_path / "one", pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
+    _check_out_dir(tmp_path / "two", config)
+    for rank in range(2):  # what two accelerate processes do, one after the other
+        evaluate(config, tmp_path / "two", pipe=sd1, classifier=MeanPixelClassifier(), process_index=rank,
+                 num_processes=2, progress=False)
+    assert merge_results(config, tmp_path / "two") == merge_results(config, tmp_path / "one")
+
+
+def test_report_contents(sd1, tmp_path):
+    config = _config(seeds=(0, 1), lams=(0.01, 1.0))
+    _check_out_dir(tmp_path, config)
+    evaluate(config, tmp_path, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
+    report = merge_results(config, tmp_path)
+    assert set(report["overall"]) == {"baseline", "oracle", "time@0.01", "time@1.0"}
+    assert report["entries_kept"] == report["entries_total"] == 2
+    unit = json.loads((tmp_path / "units" / "e0000_s0-1_base.json").read_text())
+    p = np.asarray(unit["baseline"])
+    assert p.shape == (11, 2)
+    # the recomputed efficacy of entry 0 equals the share of source images with P > 0.5
+    assert report["per_entry"][0]["baseline"]["efficacy"]["mean"] == pytest.approx((p[0] > 0.5).mean())
+    # the oracle of a negative is its baseline
+    assert unit["oracle"][6:] == unit["baseline"][6:]
+    table = markdown_table(report)
+    assert "| efficacy |" in table and "time@0.01" in table
+    plots = write_plots(report, tmp_path)
+    assert [p.name for p in plots] == ["per_entry.png", "lambda_sweep.png"] and all(p.stat().st_size > 1000 for p in plots)
+    # the oracle filter keeps only entries whose oracle hit rate passes
+    filtered = merge_results(config, tmp_path, oracle_filter=1.01)
+    assert filtered["entries_kept"] == 0 and filtered["overall"] == {}
+
+
+def test_bad_input(sd1, tmp_path):
+    _check_out_dir(tmp_path, _config())
+    with pytest.raises(ValueError, match="different configuration"):
+        _check_out_dir(tmp_path, _config(steps=3))
+    with pytest.raises(ValueError, match="lam must be"):
+        evaluate(_config(lams=(0.0,)), tmp_path, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
+    with pytest.raises(ValueError, match="needs an edit preset"):
+        evaluate(_config(preset="shapes_debias"), tmp_path, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "bad", "description": "", "model": "toy", "kind": "edit", "entries": [],
+                               "surprise": 1}))
+    with pytest.raises(ValueError, match="surprise"):
+        evaluate(_config(preset=str(bad)), tmp_path, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
+    from time_core.classifiers import load_classifier
+
+    with pytest.raises(ValueError, match="unknown classifier 'nope'"):
+        load_classifier("nope")

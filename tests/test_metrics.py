@@ -1,0 +1,38 @@
+"""Efficacy / generality / specificity against hand-computed cases."""
+
+import numpy as np
+import pytest
+
+from time_core.metrics import hits_from_probabilities, score
+
+
+def test_hand_computed_case():
+    # 2 entries × 3 seeds
+    source = np.array([[1, 0, 1], [1, 1, 0]], dtype=bool)  # per seed: 1.0, 0.5, 0.5
+    positives = np.zeros((2, 5, 3), dtype=bool)
+    positives[0, :2, 0] = True  # seed 0: 2 of 10 hits
+    positives[:, :, 1] = True  # seed 1: 10 of 10
+    negatives = np.zeros((2, 5, 3), dtype=bool)
+    negatives[1, 0, 2] = True  # seed 2: 1 of 10 turned into its destination
+    s = score(source, positives, negatives)
+    assert s.efficacy.mean == pytest.approx((1.0 + 0.5 + 0.5) / 3)
+    assert s.efficacy.std == pytest.approx(np.std([1.0, 0.5, 0.5], ddof=1))
+    assert s.generality.mean == pytest.approx((0.2 + 1.0 + 0.0) / 3)
+    assert s.specificity.mean == pytest.approx((1.0 + 1.0 + 0.9) / 3)
+    assert s.specificity.std == pytest.approx(np.std([1.0, 1.0, 0.9], ddof=1))
+    assert s.as_dict()["efficacy"]["mean"] == pytest.approx(2 / 3)
+    assert str(s.efficacy) == "66.7 ± 28.9"
+
+
+def test_single_seed_and_missing_parts():
+    s = score(source_hits=np.array([[True], [False]]))
+    assert s.efficacy.mean == 0.5 and s.efficacy.std == 0.0
+    assert s.generality is None and s.specificity is None
+
+
+def test_threshold_and_errors():
+    assert hits_from_probabilities([0.2, 0.5, 0.51]).tolist() == [False, False, True]
+    with pytest.raises(ValueError, match="same number of seeds"):
+        score(np.ones((2, 3), bool), np.ones((2, 5, 4), bool))
+    with pytest.raises(ValueError, match="at least one image"):
+        score(np.ones((2, 0), bool))

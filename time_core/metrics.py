@@ -1,0 +1,95 @@
+"""Efficacy, generality and specificity (paper Sec. 5.4) from per-image classifications.
+
+Every image is classified as its prompt or as that prompt's destination (by CLIP zero-shot, or in the Shapes world by
+the ground-truth colour reader). A *hit* is an image classified as the destination:
+
+- efficacy: share of the source prompt's images that are hits;
+- generality: share of the positive prompts' images that are hits (they should follow the edit);
+- specificity: share of the negative prompts' images that are NOT hits (they should keep their own meaning).
+
+As in the paper, each metric is computed per seed over all entries and prompts, then reported as mean ± standard
+deviation over seeds (sample standard deviation, `ddof=1`; 0 for a single seed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["MeanStd", "Scores", "hits_from_probabilities", "score"]
+
+
+@dataclass(frozen=True)
+class MeanStd:
+    mean: float
+    std: float
+
+    def __str__(self) -> str:
+        return f"{100 * self.mean:.1f} ± {100 * self.std:.1f}"
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Mean ± std over seeds of the three metrics, as fractions in [0, 1]; a metric without images is `None`."""
+
+    efficacy: MeanStd | None
+    generality: MeanStd | None
+    specificity: MeanStd | None
+
+    def as_dict(self) -> dict[str, dict[str, float] | None]:
+        return {
+            name: None if value is None else {"mean": value.mean, "std": value.std}
+            for name, value in (("efficacy", self.efficacy), ("generality", self.generality), ("specificity", self.specificity))
+        }
+
+
+def hits_from_probabilities(p_destination, threshold: float = 0.5) -> np.ndarray:
+    """Two-way zero-shot decision: an image is a hit when P(destination) > `threshold`."""
+    return np.asarray(p_destination, dtype=np.float64) > threshold
+
+
+def _per_seed(hits: np.ndarray | None, name: str) -> np.ndarray | None:
+    """`(..., S)` booleans → `(S,)` share of hits per seed."""
+    if hits is None:
+        return None
+    hits = np.asarray(hits, dtype=bool)
+    if hits.ndim < 1 or hits.shape[-1] == 0 or hits.size == 0:
+        raise ValueError(f"{name} hits must have shape (..., seeds) with at least one image")
+    return hits.reshape(-1, hits.shape[-1]).mean(axis=0)
+
+
+def _mean_std(per_seed: np.ndarray | None) -> MeanStd | None:
+    if per_seed is None:
+        return None
+    std = float(per_seed.std(ddof=1)) if per_seed.size > 1 else 0.0
+    return MeanStd(float(per_seed.mean()), std)
+
+
+def score(source_hits=None, positive_hits=None, negative_hits=None) -> Scores:
+    """Efficacy / generality / specificity from hits (`True` = classified as the destination).
+
+    Args:
+        source_hits (`array-like` of bool, *optional*): shape `(E, S)` — entries × seeds — or `(S,)`.
+        positive_hits (`array-like` of bool, *optional*): shape `(E, P, S)` or `(P, S)`.
+        negative_hits (`array-like` of bool, *optional*): shape `(E, Q, S)` or `(Q, S)`.
+
+    All given arrays must share the last (seed) axis.
+
+    Returns:
+        `Scores`
+    """
+    per_seed = {
+        "source": _per_seed(source_hits, "source"),
+        "positive": _per_seed(positive_hits, "positive"),
+        "negative": _per_seed(negative_hits, "negative"),
+    }
+    seeds = {v.shape[0] for v in per_seed.values() if v is not None}
+    if len(seeds) > 1:
+        raise ValueError(f"all hits must have the same number of seeds (last axis), got {sorted(seeds)}")
+    negative = per_seed["negative"]
+    return Scores(
+        efficacy=_mean_std(per_seed["source"]),
+        generality=_mean_std(per_seed["positive"]),
+        specificity=_mean_std(None if negative is None else 1.0 - negative),
+    )
