@@ -344,7 +344,9 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
         lams=tuple(args.lam), edit_keys=not args.values_only, augment=not args.no_augment, steps=args.steps,
         guidance=args.guidance, seeds_per_unit=args.seeds_per_unit, limit=args.limit,
     )
-    state = PartialState()
+    import torch
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # gloo across CPU processes when there is no GPU
     out = Path(args.out)
     if state.is_main_process:
         _check_out_dir(out, config)
