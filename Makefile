@@ -18,7 +18,9 @@ setup: $(STAMP)
 app: $(STAMP)
 	$(BIN)/python app.py
 
+# The browser test drives Debian's Chromium (Playwright cannot download its own browser here); CI runs as root.
 test: $(STAMP)
+	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -1,0 +1,110 @@
+"""The demo in a real browser (Chromium through Playwright), on the embedded toy model: pick a preset, run the edit,
+wait for both galleries; run a λ sweep. Screenshots go to a temporary folder, and the edit view to
+`docs/screenshot.png` for the README.
+
+Chromium comes from Debian (`/usr/bin/chromium`); `make test` installs it when it is missing. This test never skips:
+without Chromium it fails and says so.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+from test_app import ROOT, start_app, stop_app
+
+import time_core.demo as demo
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+VIEWPORT = {"width": 1366, "height": 768}  # a laptop screen
+DOCS_SCREENSHOT = ROOT / "docs" / "screenshot.png"
+TIMEOUT_MS = 240_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        pytest.fail(
+            f"Chromium is missing ({CHROMIUM}): run `make test`, which installs it "
+            "(apt-get update && apt-get install -y chromium) before running pytest.",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    process, url = start_app()
+    yield url
+    stop_app(process)
+
+
+def gallery_images(page, elem_id: str) -> int:
+    return page.locator(f"#{elem_id} .grid-container img").count()
+
+
+def test_edit_in_the_browser(browser, app_url, tmp_path):
+    config = demo.DemoConfig.for_model("toy")
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(app_url)
+    page.get_by_role("button", name="Edit and generate").wait_for(timeout=60_000)
+    assert "toy Shapes-world model" in page.locator("#model-line").inner_text()
+    assert "device:" in page.locator("#model-line").inner_text()
+
+    # pick a preset through the searchable dropdown
+    dropdown = page.get_by_label("Preset")
+    dropdown.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("red squ")
+    option = page.get_by_role("option", name="Shapes · a square → a red square")
+    option.click()
+    expect(page.get_by_label("Destination prompt")).to_have_value("a red square", timeout=30_000)
+    expect(page.get_by_label("Source prompt")).to_have_value("a square")
+
+    page.get_by_role("button", name="Edit and generate").click()
+    expected = 11 * config.num_seeds  # source + 5 positives + 5 negatives, each seed
+    page.wait_for_function(
+        f"document.querySelectorAll('#gallery-edited .grid-container img').length >= {expected}", timeout=TIMEOUT_MS
+    )
+    assert gallery_images(page, "gallery-original") == expected
+    assert gallery_images(page, "gallery-edited") == expected
+    assert "original model" in page.locator("#gallery-original").inner_text()
+    assert "edited model" in page.locator("#gallery-edited").inner_text()
+    captions = page.locator("#gallery-edited .caption-label").all_inner_texts()
+    assert len(captions) == expected and all(c.startswith("P=") for c in captions)
+    assert "λ = 0.1" in page.locator("#status-line").inner_text()
+
+    page.screenshot(path=tmp_path / "edit.png", full_page=True)
+    DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+    shutil.copyfile(tmp_path / "edit.png", DOCS_SCREENSHOT)
+    assert DOCS_SCREENSHOT.stat().st_size > 10_000
+    page.close()
+
+
+def test_lambda_sweep_in_the_browser(browser, app_url, tmp_path):
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(app_url)
+    page.get_by_role("button", name="Edit and generate").wait_for(timeout=60_000)
+    page.get_by_role("tab", name="λ sweep").click()
+    count = 8
+    page.get_by_label("λ values").fill(str(count))
+    page.get_by_label("seeds per λ").fill("1")
+    page.get_by_role("button", name="Sweep λ").click()
+    expected = 2 * (count + 1)  # one positive and one negative prompt: the original, then each λ
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('#gallery-sweep .caption-label'))"
+        f".filter(e => !e.textContent.includes('pending')).length >= {expected}",
+        timeout=TIMEOUT_MS,
+    )
+    assert gallery_images(page, "gallery-sweep") == expected
+    assert f"{count}/{count} λ values" in page.locator("#sweep-status").inner_text()
+    page.locator("#sweep-plot img").first.wait_for(timeout=30_000)  # the matplotlib figure, rendered
+    page.screenshot(path=tmp_path / "sweep.png", full_page=True)
+    assert (tmp_path / "sweep.png").stat().st_size > 10_000
+    page.close()

@@ -1,0 +1,82 @@
+"""End to end on the embedded Shapes-world model: the same code path as SD 1.4 (`load_pipeline` → `from_pretrained`)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TOY_IGNORES_COLOUR, pipeline_hash
+
+import time_core
+from time_core.models import TOY_DEFAULTS, TOY_PIPELINE_DIR, generation_defaults
+from time_core.presets import load_preset
+from time_core.shapes.colour_reader import read_colour
+from time_core.shapes.world import DEFAULT_COLOURS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def toy():
+    assert (TOY_PIPELINE_DIR / "model_index.json").is_file(), (
+        f"the embedded toy model is missing from {TOY_PIPELINE_DIR}; it is part of the repository "
+        "(train it again with `python -m time_core.shapes.train`)"
+    )
+    return time_core.load_pipeline("toy", device="cpu")
+
+
+def test_toy_loads_through_the_standard_pipeline(toy):
+    from diffusers import StableDiffusionPipeline
+
+    assert type(toy) is StableDiffusionPipeline
+    assert generation_defaults(toy) == TOY_DEFAULTS
+    size = sum(f.stat().st_size for f in TOY_PIPELINE_DIR.parent.rglob("*") if f.is_file())
+    assert size < 30 * 2**20, f"committed weights are {size / 2**20:.1f} MB"
+
+
+@TOY_IGNORES_COLOUR
+def test_preset_edit_flips_the_source_and_keeps_a_negative(toy):
+    entry = load_preset("shapes").entries[0]  # "a circle" -> "a green circle"
+    target = entry.destination.split()[1]
+    negative = entry.negatives[0]
+    negative_shape = negative.prompt.split()[-1]
+    seeds = list(range(8))
+    before = pipeline_hash(toy)
+    edit = time_core.compute_edit(toy, entry.source, entry.destination)
+    result = time_core.generate(toy, [entry.source, negative.prompt], seeds, edit=edit,
+                                num_inference_steps=TOY_DEFAULTS.steps, guidance_scale=TOY_DEFAULTS.guidance,
+                                progress=False)
+    original_source = [read_colour(img) for img in result.original[0]]
+    edited_source = [read_colour(img) for img in result.edited[0]]
+    edited_negative = [read_colour(img) for img in result.edited[1]]
+    original_negative = [read_colour(img) for img in result.original[1]]
+    assert sum(c == target for c in original_source) <= 2, original_source  # the implicit default
+    assert sum(c == target for c in edited_source) >= 6, edited_source  # flipped
+    assert sum(c == DEFAULT_COLOURS[negative_shape] for c in original_negative) >= 6, original_negative
+    assert sum(c == DEFAULT_COLOURS[negative_shape] for c in edited_negative) >= 6, edited_negative  # kept
+    assert pipeline_hash(toy) == before
+
+
+def _run_evaluate(out: Path, processes: int) -> dict:
+    args = ["-m", "time_core.evaluate", "--preset", "shapes", "--model", "toy", "--classifier", "colour",
+            "--seeds", "4", "--seeds-per-unit", "2", "--limit", "2", "--out", str(out)]
+    if processes == 1:
+        command = [sys.executable, *args]
+    else:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                   str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "results.json").read_text())
+
+
+def test_two_processes_equal_one(tmp_path):
+    one = _run_evaluate(tmp_path / "one", 1)
+    two = _run_evaluate(tmp_path / "two", 2)
+    assert one["overall"] == two["overall"]
+    assert one["per_entry"] == two["per_entry"]
+    units = sorted(p.name for p in (tmp_path / "two" / "units").iterdir())
+    assert len(units) == 2 * 2 * 2  # 2 entries × 2 seed blocks × (base + one λ)
