@@ -40,6 +40,7 @@ import numpy as np
 from .edit import Edit, EditFileError, EditProblem, prepare_edit
 from .generate import generate
 from .metrics import Scores, hits_from_probabilities, score
+from .models import TOY_DEFAULTS
 from .presets import DebiasEntry, DebiasPreset, EditPreset, PromptPair, load_preset
 from .prompts import align_tokens, check_prompt
 from .solver import check_lam
@@ -80,6 +81,7 @@ __all__ = [
     "sweep_figure",
     "sweep_rows",
 ]
+
 
 DEFAULT_SD_MODEL = "CompVis/stable-diffusion-v1-4"
 TOY = "toy"
@@ -192,7 +194,9 @@ class DemoConfig:
         """
         family = family or (TOY if model == TOY else "sd")
         if family == TOY:
-            defaults: dict[str, Any] = dict(size=64, steps=12, guidance=5.0, num_seeds=4, max_seeds=16, max_steps=100,
+            defaults: dict[str, Any] = dict(size=TOY_DEFAULTS.size, steps=TOY_DEFAULTS.steps,
+                                            guidance=TOY_DEFAULTS.guidance, num_seeds=TOY_DEFAULTS.seeds,
+                                            max_seeds=16, max_steps=100,
                                             max_size=128, scorer="toy", sweep_seeds=4, debias_seeds=16,
                                             cache_items=4096)
         else:

@@ -124,7 +124,7 @@ class GenerationDefaults:
 
 
 # The embedded Shapes-world model is sampled with a DDIM scheduler on trailing timesteps: few steps suffice.
-TOY_DEFAULTS = GenerationDefaults(steps=20, guidance=5.0, seeds=4, size=64)
+TOY_DEFAULTS = GenerationDefaults(steps=12, guidance=5.0, seeds=4, size=64)
 
 
 def is_toy(pipe) -> bool:
