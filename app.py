@@ -7,17 +7,23 @@ The page only lays out components and wires events; every computation lives in `
 
 from __future__ import annotations
 
-import argparse
-import functools
-import itertools
-from pathlib import Path
+import os
 
-import gradio as gr
+# Before torch loads: idle OpenMP threads sleep instead of spinning, which keeps a CPU Space responsive when the cores
+# are shared (a default only; set OMP_WAIT_POLICY to override).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import time_core.demo as demo
-from time_core import ModelLoadError
-from time_core.debias import run_debias
-from time_core.scoring import ScorerWeightsUnavailableError
+import argparse  # noqa: E402
+import functools  # noqa: E402
+import itertools  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gradio as gr  # noqa: E402
+
+import time_core.demo as demo  # noqa: E402
+from time_core import ModelLoadError  # noqa: E402
+from time_core.debias import run_debias  # noqa: E402
+from time_core.scoring import ScorerWeightsUnavailableError  # noqa: E402
 
 try:  # Hugging Face ZeroGPU: heavy functions get a GPU for their duration; a no-op everywhere else.
     import spaces
@@ -212,7 +218,7 @@ def debias(
 
 def use_debias_edit(found):
     if not found:
-        raise gr.Error("run the search first: no λ has been found yet")
+        raise gr.Error("no λ to use yet: run a search that finds one first")
     source, destination, lam_text = found
     return source, destination, lam_text, demo.log_from_lam(lam_text)
 
@@ -237,7 +243,7 @@ def reset_edits(session: demo.SessionEdits):
     return session, session.stack_rows()
 
 
-def upload_edit(runtime: demo.DemoRuntime, path: str | None, session: demo.SessionEdits):
+def upload_edit(runtime: demo.DemoRuntime, path: str | None):
     try:
         edit = demo.load_edit_file(path, runtime.pipe, int(runtime.config.max_upload_mb * 1e6))
     except ValueError as error:
@@ -420,7 +426,7 @@ def build_demo(runtime: demo.DemoRuntime) -> gr.Blocks:
                    api_name="push", **light)
         undo.click(undo_edit, session, [session, stack], api_name="undo", **light)
         reset.click(reset_edits, session, [session, stack], api_name="reset", **light)
-        upload.upload(functools.partial(upload_edit, runtime), [upload, session],
+        upload.upload(functools.partial(upload_edit, runtime), upload,
                       [session, stack, source, destination, lam_text, lam_slider, edit_keys, augment],
                       api_name="upload", **light)
     return app

@@ -7,6 +7,9 @@ calling the `/edit` endpoint, images encoded and transferred):
 - cold: the cache of original images is empty, so all 88 images are generated;
 - cached: the same request with another λ, so only the 44 edited images are generated.
 
+The app timings run from the request to the final result (images encoded and served, not downloaded by the client).
+`OMP_WAIT_POLICY` defaults to `PASSIVE`, as in `app.py`.
+
 Usage: `python benchmarks/bench_app.py [--model toy] [--repeats 3] [--threads N] [--skip-app]`
 """
 
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app.py does, before torch loads
 
 import torch  # noqa: E402
 
@@ -93,7 +97,8 @@ def main() -> None:
     port = free_port()
     blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        # the client does not download the 88 PNGs (a browser fetches them in parallel as they are shown)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
         table = {"headers": list(demo.TEST_HEADERS), "data": prompts.table()}
         inputs = [prompts.source, prompts.destination, table]
         tail = [True, True, len(settings.seeds), 0, settings.steps, settings.guidance, settings.size]
