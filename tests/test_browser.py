@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
-from test_app import ROOT, start_app, stop_app
+from test_app import ROOT, app_url  # noqa: F401 (the module-scoped fixture that runs app.py)
 
 import time_core.demo as demo
 
@@ -36,13 +36,6 @@ def browser():
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    process, url = start_app()
-    yield url
-    stop_app(process)
 
 
 def gallery_images(page, elem_id: str) -> int:
