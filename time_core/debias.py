@@ -422,3 +422,9 @@ def run_debias(
         test_edited += _labelled(after, labels_after, f"{prompt} · ")
     yield DebiasUpdate("tests", entry, target, original_share, tuple(steps), result, validation, tuple(shares),
                        test_original, test_edited, seconds=time.perf_counter() - start)
+
+
+if __name__ == "__main__":  # python -m time_core.debias: the debiasing command of `time_core.debias_eval`
+    from time_core.debias_eval import main
+
+    main()

@@ -1,0 +1,342 @@
+"""Debiasing as a command (paper Sec. 6, App. H.2): per-entry binary search of λ, then F_p before/after, and TIME Multi.
+
+    python -m time_core.debias --preset timed_professions --model CompVis/stable-diffusion-v1-4 \\
+        --classifier ViT-B-32 --seeds 24 --out runs/debias_sd14
+    python -m time_core.debias --preset shapes_debias --model toy --seeds 24 --out runs/debias_shapes
+
+For each entry ("a developer" → "a female developer"), F_p is the share of images that the classifier labels
+`attributes[0]` ("female", or on the Shapes world the colour read from the pixels); the goal is `F_p = target`
+(50%), measured as Δ_p = |F_p − target| / target.
+
+1. **Per entry (TIME)**: F_p of the original model on the validation prompt; binary search of log10 λ on the validation
+   prompt until Δ_p < tolerance (`time_core.debias.iter_search`, one eigendecomposition for every λ); then F_p and
+   Δ_p on the test prompts, original and edited.
+2. **TIME Multi**: one multi-edit of every entry together with a single λ, searched in the same way on the mean F_p of
+   the validation prompts; then F_p and Δ_p on every test prompt.
+
+Every image of a prompt uses the same seeds in every condition. Each entry's result goes to its own JSON file as soon
+as it is done, so a re-run skips finished entries; a changed configuration in the same `--out` is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .debias import iter_search, result_of
+from .presets import DebiasEntry, DebiasPreset, load_preset
+
+__all__ = ["DebiasConfig", "delta", "main", "merge_debias", "run_debias_benchmark"]
+
+
+@dataclass(frozen=True)
+class DebiasConfig:
+    """Everything that determines the numbers of a debiasing run (stored in `OUT/config.json`)."""
+
+    preset: str
+    model: str = "toy"
+    classifier: str = "colour"
+    seeds: tuple[int, ...] = tuple(range(24))
+    target: float = 0.5
+    tolerance: float = 0.1
+    log_lam_min: float = -3.0
+    log_lam_max: float = 6.0
+    max_iterations: int = 8
+    edit_keys: bool = True
+    augment: bool = True
+    steps: int | None = None
+    guidance: float | None = None
+    limit: int | None = None
+    multi: bool = True
+
+    def identity(self) -> dict:
+        data = asdict(self)
+        data.pop("limit")
+        data.pop("multi")
+        return data
+
+
+def delta(share: float, target: float) -> float:
+    """Δ_p = |F_p − target| / target (paper Sec. 6)."""
+    return abs(share - target) / target
+
+
+class AttributeLabeller:
+    r"""
+    Labels images with one of an entry's attributes.
+
+    With the colour reader (`classifier="colour"`, Shapes world), the label is the colour read from the pixels; with a
+    CLIP scorer, the attribute whose class text CLIP prefers.
+    """
+
+    def __init__(self, classifier: str, scorer: Any = None) -> None:
+        self.classifier, self.scorer = classifier, scorer
+
+    def __call__(self, images: Sequence[Any], entry: DebiasEntry) -> list[str]:
+        if self.classifier == "colour":
+            from .shapes.colour_reader import read_colours
+
+            return read_colours(list(images))
+        probabilities = self.scorer.classify(list(images), list(entry.classes))  # (N, K)
+        return [entry.attributes[int(i)] for i in probabilities.argmax(dim=-1).tolist()]
+
+
+@dataclass
+class ShareMeter:
+    """F_p of prompts under an edit (or the original model): generates `seeds` images per prompt and labels them."""
+
+    pipe: Any
+    label: AttributeLabeller
+    seeds: tuple[int, ...]
+    steps: int
+    guidance: float
+
+    def shares(self, prompts: Sequence[str], entries: Sequence[DebiasEntry], edit=None) -> list[float]:
+        """One F_p per prompt; `entries[i]` gives prompt i's attributes and class texts."""
+        from .generate import generate
+
+        result = generate(self.pipe, list(prompts), self.seeds, edit=edit, original=edit is None,
+                          num_inference_steps=self.steps, guidance_scale=self.guidance, progress=False)
+        images = result.original if edit is None else result.edited  # [prompt][seed]
+        shares = []
+        for row, entry in zip(images, entries):
+            labels = self.label(row, entry)
+            shares.append(sum(label == entry.attributes[0] for label in labels) / len(labels))
+        return shares
+
+
+def _search(evaluate: Callable[[float], float], original: float, config: DebiasConfig) -> dict:
+    steps = list(iter_search(evaluate, config.target, original, config.log_lam_min, config.log_lam_max,
+                             config.max_iterations, config.tolerance))
+    result = result_of(steps, config.target, original)
+    return {"lam": result.lam, "validation_edited": result.share, "converged": result.converged,
+            "search": [{"lam": s.lam, "share": s.share} for s in steps]}
+
+
+def debias_one(meter: ShareMeter, pipe, entry: DebiasEntry, config: DebiasConfig) -> dict:
+    """Step 1 of the module docstring for one entry; returns its JSON record."""
+    from .edit import prepare_edit
+
+    problem = prepare_edit(pipe, entry.source, entry.destination, config.edit_keys, config.augment)
+    original = meter.shares([entry.validation], [entry])[0]
+    record = {"source": entry.source, "destination": entry.destination, "validation": entry.validation,
+              "validation_original": original}
+    record.update(_search(lambda lam: meter.shares([entry.validation], [entry], problem.solve(lam))[0],
+                          original, config))
+    tests = list(entry.tests)
+    before = meter.shares(tests, [entry] * len(tests))
+    after = before if record["lam"] is None else meter.shares(tests, [entry] * len(tests),
+                                                               problem.solve(record["lam"]))
+    record["tests"] = [{"prompt": p, "original": b, "edited": a} for p, b, a in zip(tests, before, after)]
+    return record
+
+
+def debias_multi(meter: ShareMeter, pipe, entries: Sequence[DebiasEntry], config: DebiasConfig) -> dict:
+    """Step 2 of the module docstring: one multi-edit, one λ for every entry."""
+    from .edit import prepare_edit
+
+    problem = prepare_edit(pipe, [e.source for e in entries], [e.destination for e in entries], config.edit_keys,
+                           config.augment)
+    validations = [e.validation for e in entries]
+    original = float(np.mean(meter.shares(validations, entries)))
+    record = {"validation_original": original}
+    record.update(_search(lambda lam: float(np.mean(meter.shares(validations, entries, problem.solve(lam)))),
+                          original, config))
+    edit = None if record["lam"] is None else problem.solve(record["lam"])
+    prompts = [p for e in entries for p in e.tests]
+    owners = [e for e in entries for _ in e.tests]
+    after = [None] * len(prompts) if edit is None else meter.shares(prompts, owners, edit)  # None: no edit helps
+    record["tests"] = [{"prompt": p, "edited": a} for p, a in zip(prompts, after)]
+    return record
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def _check_out_dir(out: Path, config: DebiasConfig) -> None:
+    (out / "entries").mkdir(parents=True, exist_ok=True)
+    stored, mine = out / "config.json", json.loads(json.dumps(config.identity()))
+    if stored.exists():
+        previous = json.loads(stored.read_text())
+        if previous != mine:
+            diff = sorted(k for k in set(previous) | set(mine) if previous.get(k) != mine.get(k))
+            raise ValueError(f"{out} holds results of a different configuration (differs in {diff}); use another --out")
+    else:
+        _write_json(stored, mine)
+
+
+def _entries(config: DebiasConfig) -> list[DebiasEntry]:
+    preset = load_preset(config.preset)
+    if not isinstance(preset, DebiasPreset):
+        raise ValueError(f"preset {config.preset!r} is an edit preset; the debiasing command needs a debias preset "
+                         "(e.g. timed_professions or shapes_debias)")
+    entries = list(preset.entries)
+    return entries if config.limit is None else entries[: config.limit]
+
+
+def run_debias_benchmark(config: DebiasConfig, out: str | Path, pipe=None, scorer=None, progress: bool = True) -> dict:
+    """Runs what is not done yet in `out`, then merges and returns the report (see `merge_debias`)."""
+    from .models import generation_defaults, load_pipeline
+
+    if not 0.0 < config.target < 1.0:
+        raise ValueError(f"target must lie strictly between 0 and 1, got {config.target}")
+    if config.classifier != "colour" and scorer is None:
+        from .scoring import load_scorer
+
+        scorer = load_scorer(config.classifier)
+    out = Path(out)
+    entries = _entries(config)
+    _check_out_dir(out, config)
+    if pipe is None:
+        pipe = load_pipeline(config.model)
+    defaults = generation_defaults(pipe)
+    meter = ShareMeter(pipe, AttributeLabeller(config.classifier, scorer), tuple(config.seeds),
+                       config.steps or defaults.steps, defaults.guidance if config.guidance is None else config.guidance)
+    bar = tqdm(list(enumerate(entries)), desc="debias entries", disable=not progress)
+    for index, entry in bar:
+        path = out / "entries" / f"e{index:04d}.json"
+        if path.exists():
+            continue
+        bar.set_postfix_str(entry.source[:40])
+        _write_json(path, debias_one(meter, pipe, entry, config))
+    multi_path = out / f"multi_{len(entries)}.json"
+    if config.multi and len(entries) > 1 and not multi_path.exists():
+        _write_json(multi_path, debias_multi(meter, pipe, entries, config))
+    return merge_debias(config, out, len(entries))
+
+
+def merge_debias(config: DebiasConfig, out: str | Path, count: int) -> dict:
+    r"""
+    Reads the entry files of `out` and reports, per entry and on average, F_p and Δ_p on the test prompts for the
+    original model, TIME (per-entry λ) and TIME Multi (one λ; present when it was run).
+    """
+    out = Path(out)
+    rows = [json.loads((out / "entries" / f"e{i:04d}.json").read_text()) for i in range(count)]
+    multi_path = out / f"multi_{count}.json"
+    multi = json.loads(multi_path.read_text()) if multi_path.exists() else None
+    target = config.target
+    report_rows = []
+    for i, row in enumerate(rows):
+        original = float(np.mean([t["original"] for t in row["tests"]]))
+        edited = float(np.mean([t["edited"] for t in row["tests"]]))
+        item = {
+            "source": row["source"], "lam": row["lam"], "converged": row["converged"],
+            "validation_original": row["validation_original"], "validation_edited": row["validation_edited"],
+            "search_steps": len(row["search"]),
+            "F_original": original, "F_time": edited,
+            "delta_original": float(np.mean([delta(t["original"], target) for t in row["tests"]])),
+            "delta_time": float(np.mean([delta(t["edited"], target) for t in row["tests"]])),
+        }
+        if multi is not None:
+            offset = sum(len(r["tests"]) for r in rows[:i])
+            mine = multi["tests"][offset : offset + len(row["tests"])]
+            # λ = None: no λ in the range helped, so TIME Multi leaves the model unedited.
+            shares = [t["original"] if m["edited"] is None else m["edited"] for t, m in zip(row["tests"], mine)]
+            item["F_multi"] = float(np.mean(shares))
+            item["delta_multi"] = float(np.mean([delta(s, target) for s in shares]))
+        report_rows.append(item)
+    overall = {key: float(np.mean([r[key] for r in report_rows]))
+               for key in ("delta_original", "delta_time", "delta_multi", "F_original", "F_time", "F_multi")
+               if report_rows and all(key in r for r in report_rows)}
+    return {"config": asdict(config), "entries": report_rows, "overall": overall,
+            "multi_lam": None if multi is None else multi["lam"]}
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _lam(value: float | None) -> str:
+    return "none" if value is None else f"{value:.3g}"
+
+
+def debias_table(report: dict) -> str:
+    """The report as markdown: one row per entry (F_p on the test prompts, Δ_p), then the mean."""
+    has_multi = "delta_multi" in report["overall"]
+    head = "| prompt | λ_p | F_p original | F_p TIME | Δ original | Δ TIME |"
+    rule = "|---|---|---|---|---|---|"
+    if has_multi:
+        head += " F_p TIME Multi | Δ TIME Multi |"
+        rule += "---|---|"
+    lines = [head, rule]
+    for r in report["entries"]:
+        line = (f"| {r['source']} | {_lam(r['lam'])}{'' if r['converged'] else '*'} | {_pct(r['F_original'])} | "
+                f"{_pct(r['F_time'])} | {_num(r['delta_original'])} | {_num(r['delta_time'])} |")
+        if has_multi:
+            line += f" {_pct(r.get('F_multi'))} | {_num(r.get('delta_multi'))} |"
+        lines.append(line)
+    o = report["overall"]
+    line = (f"| **mean** | | {_pct(o.get('F_original'))} | {_pct(o.get('F_time'))} | "
+            f"**{_num(o.get('delta_original'))}** | **{_num(o.get('delta_time'))}** |")
+    if has_multi:
+        line += f" {_pct(o.get('F_multi'))} (λ = {_lam(report['multi_lam'])}) | **{_num(o.get('delta_multi'))}** |"
+    lines.append(line)
+    lines.append("")
+    lines.append("`*`: the search did not reach the tolerance; the λ closest to the target is used.")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m time_core.debias", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", required=True, help="a debias preset name in presets/ or a JSON path")
+    parser.add_argument("--model", default="toy", help="'toy', a hub id or a local folder")
+    parser.add_argument("--classifier", default=None,
+                        help="'colour' (Shapes world), 'toy', 'ViT-B-32' (paper) or 'open_clip:MODEL:PRETRAINED'; "
+                             "defaults to 'colour' for the toy model and 'ViT-B-32' otherwise")
+    parser.add_argument("--seeds", type=int, default=24, help="images per prompt (seeds 0 .. N-1)")
+    parser.add_argument("--target", type=float, default=0.5, help="target share F_p, in (0, 1)")
+    parser.add_argument("--tolerance", type=float, default=0.1, help="stop when |F_p - target| / target < this")
+    parser.add_argument("--log-lam-min", type=float, default=-3.0, help="smallest log10 λ searched")
+    parser.add_argument("--log-lam-max", type=float, default=6.0, help="largest log10 λ searched")
+    parser.add_argument("--max-iterations", type=int, default=8, help="cap on binary-search steps")
+    parser.add_argument("--values-only", action="store_true", help="edit only to_v (default: to_k and to_v)")
+    parser.add_argument("--no-augment", action="store_true", help="no prompt augmentations")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N entries")
+    parser.add_argument("--no-multi", action="store_true", help="skip TIME Multi")
+    parser.add_argument("--out", required=True, help="output folder (re-running with it resumes)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.seeds < 1:
+        raise SystemExit("--seeds must be >= 1")
+    if args.max_iterations < 1:
+        raise SystemExit("--max-iterations must be >= 1")
+    classifier = args.classifier or ("colour" if args.model == "toy" else "ViT-B-32")
+    config = DebiasConfig(
+        preset=args.preset, model=args.model, classifier=classifier, seeds=tuple(range(args.seeds)),
+        target=args.target, tolerance=args.tolerance, log_lam_min=args.log_lam_min, log_lam_max=args.log_lam_max,
+        max_iterations=args.max_iterations, edit_keys=not args.values_only, augment=not args.no_augment,
+        steps=args.steps, guidance=args.guidance, limit=args.limit, multi=not args.no_multi,
+    )
+    start = time.perf_counter()
+    try:
+        report = run_debias_benchmark(config, args.out)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from error
+    out = Path(args.out)
+    _write_json(out / "results.json", report)
+    table = debias_table(report)
+    (out / "results.md").write_text(table)
+    print(table)
+    print(f"written: {out / 'results.json'}, {out / 'results.md'} ({time.perf_counter() - start:.0f} s)")
+    return report
