@@ -5,7 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from time_core.evaluate import EvalConfig, _check_out_dir, evaluate, markdown_table, merge_results, write_plots
+from time_core.evaluate import (
+    EvalConfig,
+    _check_out_dir,
+    evaluate,
+    markdown_table,
+    merge_results,
+    throughput,
+    write_plots,
+)
 
 
 class MeanPixelClassifier:
@@ -87,6 +95,10 @@ def test_report_contents(sd1, tmp_path):
     assert "| efficacy |" in table and "time@0.01" in table
     plots = write_plots(report, tmp_path)
     assert [p.name for p in plots] == ["per_entry.png", "lambda_sweep.png"] and all(p.stat().st_size > 1000 for p in plots)
+    # every generated image is counted once: 2 entries × 2 seeds × (11 prompts + 6 oracle destinations + 11 per λ)
+    speed = throughput(tmp_path)
+    assert speed["images"] == 2 * 2 * (17 + 2 * 11)
+    assert speed["seconds"] > 0 and speed["images_per_second"] == pytest.approx(speed["images"] / speed["seconds"])
     # the oracle filter keeps only entries whose oracle hit rate passes
     filtered = merge_results(config, tmp_path, oracle_filter=1.01)
     assert filtered["entries_kept"] == 0 and filtered["overall"] == {}
@@ -109,3 +121,26 @@ def test_bad_input(sd1, tmp_path):
 
     with pytest.raises(ValueError, match="unknown classifier 'nope'"):
         load_classifier("nope")
+
+
+def test_scheduler_option_swaps_the_sampler_without_touching_the_given_pipeline(sd1, tmp_path):
+    from diffusers import DPMSolverMultistepScheduler
+
+    from time_core.models import with_scheduler
+
+    original_scheduler = sd1.scheduler
+    dpm = with_scheduler(sd1, "dpm")
+    assert isinstance(dpm.scheduler, DPMSolverMultistepScheduler) and sd1.scheduler is original_scheduler
+    assert dpm.unet is sd1.unet and dpm.text_encoder is sd1.text_encoder  # no model is copied
+    assert with_scheduler(sd1, "default") is sd1
+    with pytest.raises(ValueError, match="unknown scheduler 'fast'"):
+        with_scheduler(sd1, "fast")
+    config = _config(seeds=(0,), lams=(0.1,), limit=1, scheduler="dpm")
+    _check_out_dir(tmp_path, config)
+    evaluate(config, tmp_path, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
+    assert sd1.scheduler is original_scheduler
+    # a different sampler gives different images, so its results cannot be mixed with the default's
+    with pytest.raises(ValueError, match=r"differs in \['scheduler'\]"):
+        _check_out_dir(tmp_path, _config(seeds=(0,), lams=(0.1,), limit=1))
+    with pytest.raises(ValueError, match="unknown scheduler 'fast'"):
+        evaluate(_config(scheduler="fast"), tmp_path / "x", pipe=sd1, classifier=MeanPixelClassifier())

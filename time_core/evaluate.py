@@ -56,6 +56,7 @@ class EvalConfig:
     augment: bool = True
     steps: int | None = None
     guidance: float | None = None
+    scheduler: str = "default"
     seeds_per_unit: int = 4
     limit: int | None = None
     extra: dict = field(default_factory=dict)
@@ -109,16 +110,24 @@ def run_unit(pipe, classifier, problem, entry: EditEntry, seeds: Sequence[int], 
     kwargs = dict(num_inference_steps=config.steps, guidance_scale=config.guidance, progress=False)
     if base is None:
         oracle_prompts = destinations[:6]  # destinations of the source and the positives
+        start = time.perf_counter()
         result = generate(pipe, prompts + oracle_prompts, seeds, **kwargs)
         images = result.original  # [17][S]
+        seconds = time.perf_counter() - start
         baseline = _probabilities(classifier, images[:NUM_PROMPTS], prompts, destinations)
         oracle = _probabilities(classifier, images[NUM_PROMPTS:], prompts[:6], destinations[:6])
-        base = {"baseline": baseline, "oracle": oracle + baseline[6:]}  # a negative's oracle is its baseline
+        base = {"baseline": baseline, "oracle": oracle + baseline[6:],  # a negative's oracle is its baseline
+                "timing": {"images": len(images) * len(seeds), "seconds": seconds}}
     time_results = {}
     for lam in lams:
         edit = problem.solve(lam)
+        start = time.perf_counter()
         result = generate(pipe, prompts, seeds, edit=edit, original=False, **kwargs)
-        time_results[_lam_key(lam)] = _probabilities(classifier, result.edited, prompts, destinations)
+        seconds = time.perf_counter() - start
+        time_results[_lam_key(lam)] = {
+            "time": _probabilities(classifier, result.edited, prompts, destinations),
+            "timing": {"images": len(prompts) * len(seeds), "seconds": seconds},
+        }
     return base, time_results
 
 
@@ -146,9 +155,11 @@ def evaluate(config: EvalConfig, out: str | Path, pipe=None, classifier=None, pr
              num_processes: int = 1, device=None, progress: bool = True) -> None:
     """Runs this process's share of the units that are not done yet; see the module docstring."""
     from .edit import prepare_edit
-    from .models import generation_defaults, load_pipeline
+    from .models import SCHEDULERS, generation_defaults, load_pipeline, with_scheduler
 
     out = Path(out)
+    if config.scheduler not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {config.scheduler!r}; expected one of {sorted(SCHEDULERS)}")
     preset = load_preset(config.preset)
     if not isinstance(preset, EditPreset):
         raise ValueError(f"preset {config.preset!r} is a {type(preset).__name__}; evaluate needs an edit preset")
@@ -165,6 +176,7 @@ def evaluate(config: EvalConfig, out: str | Path, pipe=None, classifier=None, pr
         return
     if pipe is None:
         pipe = load_pipeline(config.model, device=device)
+    pipe = with_scheduler(pipe, config.scheduler)
     if classifier is None:
         from .classifiers import load_classifier
 
@@ -185,9 +197,9 @@ def evaluate(config: EvalConfig, out: str | Path, pipe=None, classifier=None, pr
         base, time_results = run_unit(pipe, classifier, problems[entry_index], entry, seeds, missing, config, base)
         if not base_path.exists():
             _write_json(base_path, {"entry": entry_index, "seeds": list(seeds), **base})
-        for lam_key, probabilities in time_results.items():
+        for lam_key, result in time_results.items():
             _write_json(out / "units" / f"{uid}_lam{lam_key}.json", {"entry": entry_index, "seeds": list(seeds),
-                                                                     "lam": float(lam_key), "time": probabilities})
+                                                                     "lam": float(lam_key), **result})
 
 
 def _hits(rows: list[list[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -241,6 +253,18 @@ def merge_results(config: EvalConfig, out: str | Path, oracle_filter: float | No
         ],
     }
     return report
+
+
+def throughput(out: str | Path) -> dict:
+    """Images generated and generation seconds summed over the unit files of `out`, and images per second (per
+    process: with N processes the run's wall-clock rate is up to N times higher)."""
+    images = seconds = 0.0
+    for path in sorted((Path(out) / "units").glob("*.json")):
+        timing = json.loads(path.read_text()).get("timing")
+        if timing:
+            images += timing["images"]
+            seconds += timing["seconds"]
+    return {"images": int(images), "seconds": seconds, "images_per_second": images / seconds if seconds else None}
 
 
 def _fmt(value) -> str:
@@ -324,6 +348,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-augment", action="store_true", help="no prompt augmentations")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
+    parser.add_argument("--scheduler", default="default",
+                        help="sampler: 'default' (the model's own), 'dpm' (DPM-Solver++, fewer steps), 'ddim', 'euler', "
+                             "'unipc'")
     parser.add_argument("--seeds-per-unit", type=int, default=4, help="seeds generated together in one work unit")
     parser.add_argument("--limit", type=int, default=None, help="only the first N entries")
     parser.add_argument("--oracle-filter", type=float, default=None,
@@ -342,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
     config = EvalConfig(
         preset=args.preset, model=args.model, classifier=classifier, seeds=tuple(range(args.seeds)),
         lams=tuple(args.lam), edit_keys=not args.values_only, augment=not args.no_augment, steps=args.steps,
-        guidance=args.guidance, seeds_per_unit=args.seeds_per_unit, limit=args.limit,
+        guidance=args.guidance, scheduler=args.scheduler, seeds_per_unit=args.seeds_per_unit, limit=args.limit,
     )
     import torch
 
@@ -357,11 +384,15 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
     if not state.is_main_process:
         return None
     report = merge_results(config, out, args.oracle_filter)
-    _write_json(out / "results.json", report)
+    speed = throughput(out)
+    _write_json(out / "results.json", {**report, "throughput": speed})
     table = markdown_table(report)
     (out / "results.md").write_text(table)
     plots = write_plots(report, out)
     print(table)
+    if speed["images_per_second"]:
+        print(f"generation: {speed['images']} images in {speed['seconds']:.0f} s of generation "
+              f"({speed['images_per_second']:.2f} images/s per process)")
     print(f"written: {out / 'results.json'}, {out / 'results.md'}" + "".join(f", {p}" for p in plots)
           + f" ({time.perf_counter() - start:.0f} s)")
     return report

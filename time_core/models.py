@@ -28,6 +28,8 @@ __all__ = [
     "load_pipeline",
     "model_id",
     "text_width",
+    "with_scheduler",
+    "SCHEDULERS",
 ]
 
 TOY_PIPELINE_DIR = Path(__file__).resolve().parent / "shapes" / "weights" / "pipeline"
@@ -203,6 +205,39 @@ def load_pipeline(
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+# Samplers that `with_scheduler` can swap in ("default": the one the model was saved with).
+SCHEDULERS: dict[str, str] = {
+    "default": "",
+    "ddim": "DDIMScheduler",
+    "dpm": "DPMSolverMultistepScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "unipc": "UniPCMultistepScheduler",
+}
+
+
+def with_scheduler(pipe, name: str):
+    """The pipeline with another sampler, as a new pipeline object sharing every model (the given one is unchanged).
+
+    Args:
+        pipe: a `StableDiffusionPipeline` or `StableDiffusionXLPipeline`.
+        name (`str`): a key of `SCHEDULERS`; `"dpm"` (DPM-Solver++) gives SD 1.4 images of 50-step quality in
+            20-25 steps.
+
+    Returns:
+        the same `pipe` for `"default"`, else a new pipeline of the same class.
+    """
+    import diffusers
+
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; expected one of {sorted(SCHEDULERS)}")
+    if name == "default":
+        return pipe
+    scheduler = getattr(diffusers, SCHEDULERS[name]).from_config(pipe.scheduler.config)
+    new = type(pipe)(**{**pipe.components, "scheduler": scheduler})
+    new.set_progress_bar_config(disable=True)
+    return new
 
 
 @dataclass(frozen=True)
