@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .debias import iter_search, result_of
+from .debias import classifier_for, iter_search, result_of
 from .presets import DebiasEntry, DebiasPreset, load_preset
 
 __all__ = ["DebiasConfig", "delta", "main", "merge_debias", "run_debias_benchmark"]
@@ -69,32 +69,13 @@ def delta(share: float, target: float) -> float:
     return abs(share - target) / target
 
 
-class AttributeLabeller:
-    r"""
-    Labels images with one of an entry's attributes.
-
-    With the colour reader (`classifier="colour"`, Shapes world), the label is the colour read from the pixels; with a
-    CLIP scorer, the attribute whose class text CLIP prefers.
-    """
-
-    def __init__(self, classifier: str, scorer: Any = None) -> None:
-        self.classifier, self.scorer = classifier, scorer
-
-    def __call__(self, images: Sequence[Any], entry: DebiasEntry) -> list[str]:
-        if self.classifier == "colour":
-            from .shapes.colour_reader import read_colours
-
-            return read_colours(list(images))
-        probabilities = self.scorer.classify(list(images), list(entry.classes))  # (N, K)
-        return [entry.attributes[int(i)] for i in probabilities.argmax(dim=-1).tolist()]
-
-
 @dataclass
 class ShareMeter:
     """F_p of prompts under an edit (or the original model): generates `seeds` images per prompt and labels them."""
 
     pipe: Any
-    label: AttributeLabeller
+    classifier: str
+    scorer: Any
     seeds: tuple[int, ...]
     steps: int
     guidance: float
@@ -108,7 +89,8 @@ class ShareMeter:
         images = result.original if edit is None else result.edited  # [prompt][seed]
         shares = []
         for row, entry in zip(images, entries):
-            labels = self.label(row, entry)
+            # the colour reader on the Shapes world, else CLIP between the entry's class texts
+            labels = classifier_for("toy" if self.classifier == "colour" else "sd", self.scorer, entry)(row)
             shares.append(sum(label == entry.attributes[0] for label in labels) / len(labels))
         return shares
 
@@ -201,7 +183,7 @@ def run_debias_benchmark(config: DebiasConfig, out: str | Path, pipe=None, score
     if pipe is None:
         pipe = load_pipeline(config.model)
     defaults = generation_defaults(pipe)
-    meter = ShareMeter(pipe, AttributeLabeller(config.classifier, scorer), tuple(config.seeds),
+    meter = ShareMeter(pipe, config.classifier, scorer, tuple(config.seeds),
                        config.steps or defaults.steps, defaults.guidance if config.guidance is None else config.guidance)
     bar = tqdm(list(enumerate(entries)), desc="debias entries", disable=not progress)
     for index, entry in bar:
