@@ -8,15 +8,6 @@ import pytest
 import torch
 
 
-# The shipped Shapes-world model generates shapes but does not follow colour words yet (its oracle, the unedited model
-# on "a green circle", is green 22% of the time; time_core/shapes/TRAINING.md), so an edit to a colour cannot show.
-# Tests of that behaviour stay in the suite and are reported as expected failures until the model is retrained.
-TOY_IGNORES_COLOUR = pytest.mark.xfail(
-    reason="the shipped Shapes-world model does not follow colour words yet (oracle 22%, time_core/shapes/TRAINING.md)",
-    strict=False,
-)
-
-
 def state_hash(module: torch.nn.Module) -> str:
     """SHA-256 of every parameter and buffer, bit for bit."""
     digest = hashlib.sha256()

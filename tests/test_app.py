@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TOY_IGNORES_COLOUR, make_tiny_pipeline, pipeline_hash
+from conftest import make_tiny_pipeline, pipeline_hash
 
 import time_core.demo as demo
 from time_core import Edit, EditFileError, PromptError, compute_edit
@@ -451,7 +451,6 @@ def test_app_edit_endpoint_on_the_toy_model(app_url):
     assert details_again["cached_originals"] == 11 * seeds
 
 
-@TOY_IGNORES_COLOUR
 def test_app_edit_flips_the_source_colour_on_the_toy_model(app_url):
     c = client(app_url)
     seeds = 4
@@ -548,7 +547,6 @@ def test_app_sweep_endpoint(app_url):
     assert len(strip) == 2 * (1 + 3)
 
 
-@TOY_IGNORES_COLOUR
 def test_app_sweep_strip_turns_green_at_strong_lambda(app_url):
     c = client(app_url)
     _, strip, _, _ = c.predict(

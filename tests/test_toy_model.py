@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TOY_IGNORES_COLOUR, pipeline_hash
+from conftest import pipeline_hash
 
 import time_core
 from time_core.models import TOY_DEFAULTS, TOY_PIPELINE_DIR, generation_defaults
@@ -36,7 +36,16 @@ def test_toy_loads_through_the_standard_pipeline(toy):
     assert size < 30 * 2**20, f"committed weights are {size / 2**20:.1f} MB"
 
 
-@TOY_IGNORES_COLOUR
+def test_toy_context_length_comes_from_its_config(toy):
+    # the toy text encoder reads 20 positions, not SD's 77: the edit takes every length from the model's configs
+    length = toy.text_encoder.config.max_position_embeddings
+    assert toy.tokenizer.model_max_length == length == 20
+    problem = time_core.prepare_edit(toy, "a circle", "a green circle")
+    assert problem.num_pairs == 4 * length  # the source and 3 augmentations × every position
+    with pytest.raises(time_core.PromptError, match="reads at most 20"):
+        time_core.prepare_edit(toy, "a photo of a big circle on a white background " * 2, "a green circle")
+
+
 def test_preset_edit_flips_the_source_and_keeps_a_negative(toy):
     entry = load_preset("shapes").entries[0]  # "a circle" -> "a green circle"
     target = entry.destination.split()[1]

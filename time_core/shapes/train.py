@@ -6,12 +6,14 @@ One command trains everything from scratch, reproducibly, on a CPU:
 python -m time_core.shapes.train [--out time_core/shapes/weights] [--resume] [--skip-clip]
 ```
 
-1. An `AutoencoderKL` (64x64 RGB images <-> 16x16x4 latents); its `scaling_factor` is set from the latent std.
-2. A small `CLIPTextModel` (real CLIP BPE vocabulary, token-embedding table frozen at its random init) and a small
-   `UNet2DConditionModel`, trained jointly on the latents with v-prediction, a zero-terminal-SNR noise schedule,
-   min-SNR loss weighting, classifier-free-guidance dropout, EMA weights, and an *edit-locality* auxiliary loss on
-   the text encoder (see `edit_locality_loss`).
-3. The toy CLIP of `time_core.shapes.train_clip` (when that module is present and `--skip-clip` is not given).
+1. An `AutoencoderKL` (64x64 RGB images <-> 16x16x4 latents) whose first three latent channels are anchored to the
+   image's chroma (`chroma_target`), so that colour is a large difference between latents; its `scaling_factor` is
+   set from the latent std.
+2. A small `CLIPTextModel` (real CLIP BPE vocabulary, `text_max_length` positions, token-embedding table frozen at its
+   random init), pre-trained on the captions (`pretrain_text_encoder`) and then frozen.
+3. A small `UNet2DConditionModel` trained on the latents with v-prediction, a zero-terminal-SNR noise schedule, min-SNR
+   loss weighting, classifier-free-guidance dropout and EMA weights.
+4. The toy CLIP of `time_core.shapes.train_clip` (unless `--skip-clip` is given).
 
 The pipeline is written to `<out>/pipeline` with `save_pretrained` (safetensors) and loads offline with
 `StableDiffusionPipeline.from_pretrained`. Data are drawn on the fly from `world.sample_batch` with generators seeded
@@ -41,6 +43,7 @@ from tqdm.auto import tqdm
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from ..prompts import align_tokens, augment_pairs
 from ..tokenizer import build_clip_tokenizer
 from . import world
 
@@ -48,8 +51,6 @@ from . import world
 CONFIG_PATH: Path = Path(__file__).resolve().parent / "train_config.json"
 DEFAULT_OUT: Path = Path(__file__).resolve().parent / "weights"
 DEFAULT_CHECKPOINTS: Path = Path(__file__).resolve().parents[2] / "checkpoints" / "shapes"
-# Prompt augmentations of TIME (Orgad et al., 2023): the source is also edited behind these prefixes.
-EDIT_AUGMENTATIONS: tuple[str, ...] = ("a photo of", "an image of", "a picture of")
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,19 @@ class TrainConfig:
         vae_lr (`float`): VAE learning rate (AdamW, cosine decay).
         vae_kl_weight (`float`): Weight of the KL term of the VAE loss.
         vae_scaling_batches (`int`): Batches used to estimate the latent std for `scaling_factor`.
+        vae_chroma_channels (`int`): Latent channels anchored to the image's chroma (0 or 3; see `chroma_target`).
+        vae_chroma_scale (`float`): Amplitude of that chroma target.
+        vae_chroma_weight (`float`): Weight of the chroma-anchor loss.
         text_hidden_size (`int`): Width of the text encoder (= `cross_attention_dim` of the UNet).
         text_intermediate_size (`int`): MLP width of the text encoder.
         text_num_layers (`int`): Transformer layers of the text encoder.
         text_num_heads (`int`): Attention heads of the text encoder.
         text_token_embedding_std (`float`): Std of the random initialisation of the token-embedding table.
         text_freeze_token_embedding (`bool`): Keep the token-embedding table at its random initialisation.
+        text_max_length (`int`): Context length of the tokenizer and text encoder (`model_max_length`).
+        text_pretrain_steps (`int`): Steps of the text-encoder pre-training (stage 2).
+        text_pretrain_batch_size (`int`): Captions per pre-training step.
+        text_pretrain_lr (`float`): Learning rate of the text-encoder pre-training (AdamW, cosine decay).
         unet_block_out_channels (`list[int]`): Channels of the UNet levels.
         unet_down_block_types (`list[str]`): diffusers down-block types, one per level.
         unet_up_block_types (`list[str]`): diffusers up-block types, one per level.
@@ -95,7 +103,8 @@ class TrainConfig:
         steps (`int`): Diffusion training steps.
         batch_size (`int`): Diffusion batch size.
         lr (`float`): Learning rate of the UNet (linear warm-up, then constant).
-        text_lr (`float`): Learning rate of the text encoder (linear warm-up, then constant).
+        lr_decay_from (`int`, *optional*): From this step on, the learning rate decays linearly to 10% at `steps`;
+            `None` keeps it constant to the end.
         weight_decay (`float`): AdamW weight decay.
         warmup_steps (`int`): Linear warm-up steps of the diffusion stage.
         ema_decay (`float`): Largest EMA decay of the saved weights.
@@ -117,12 +126,19 @@ class TrainConfig:
     vae_lr: float
     vae_kl_weight: float
     vae_scaling_batches: int
+    vae_chroma_channels: int
+    vae_chroma_scale: float
+    vae_chroma_weight: float
     text_hidden_size: int
     text_intermediate_size: int
     text_num_layers: int
     text_num_heads: int
     text_token_embedding_std: float
     text_freeze_token_embedding: bool
+    text_max_length: int
+    text_pretrain_steps: int
+    text_pretrain_batch_size: int
+    text_pretrain_lr: float
     unet_block_out_channels: list[int]
     unet_down_block_types: list[str]
     unet_up_block_types: list[str]
@@ -141,7 +157,7 @@ class TrainConfig:
     steps: int
     batch_size: int
     lr: float
-    text_lr: float
+    lr_decay_from: int | None
     weight_decay: float
     warmup_steps: int
     ema_decay: float
@@ -194,7 +210,7 @@ def build_vae(cfg: TrainConfig) -> AutoencoderKL:
 
 
 def build_text_encoder(cfg: TrainConfig, tokenizer: CLIPTokenizer) -> CLIPTextModel:
-    """A small `CLIPTextModel` over the full CLIP vocabulary (49408 tokens, 77 positions)."""
+    """A small `CLIPTextModel` over the full CLIP vocabulary (49408 tokens, `text_max_length` positions)."""
     config = CLIPTextConfig(
         vocab_size=len(tokenizer),
         hidden_size=cfg.text_hidden_size,
@@ -267,7 +283,7 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def tokenize(tokenizer: CLIPTokenizer, prompts: list[str]) -> torch.Tensor:
-    """Token ids `(N, 77)`, padded with the end-of-text token as in Stable Diffusion."""
+    """Token ids `(N, L)`, padded with the end-of-text token as in Stable Diffusion."""
     return tokenizer(
         prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     ).input_ids
@@ -283,6 +299,17 @@ def lr_factor(step: int, warmup: int, total: int | None = None) -> float:
     return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def resume_from(path: Path, resume: bool, **stateful) -> int:
+    """When `resume` and `path` exists, loads each `stateful[name]` from the checkpoint's `name` entry (tensors and
+    plain values only: `weights_only=True`) and returns the checkpoint's step; otherwise returns 0."""
+    if not (resume and path.exists()):
+        return 0
+    state = torch.load(path, weights_only=True)
+    for name, obj in stateful.items():
+        obj.load_state_dict(state[name])
+    return state["step"]
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Writes a checkpoint atomically (temporary file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -292,37 +319,9 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# TIME closed form (differentiable), used by the auxiliary losses and by `evaluate_toy`
+# TIME closed form, differentiable (the library's `time_core.solver` is exact float64 without gradients), used by the
+# edit-locality loss of the text-encoder pre-training
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def align_tokens(source_ids: list[int], destination_ids: list[int], eos_id: int) -> list[int]:
-    r"""
-    Maps every position of the source prompt to a position of the destination prompt, as TIME does.
-
-    Each source token up to and including its end-of-text token is matched greedily to the next equal destination
-    token; the positions after the source end-of-text token follow the destination's, clamped to the last position.
-
-    Args:
-        source_ids (`list[int]`): The 77 padded source token ids.
-        destination_ids (`list[int]`): The 77 padded destination token ids.
-        eos_id (`int`): The end-of-text token id.
-
-    Returns:
-        `list[int]`: For each source position, its destination position.
-    """
-    length = len(source_ids)
-    mapping, j = [], 0
-    eos_position = source_ids.index(eos_id)
-    for i in range(eos_position + 1):
-        while j < length - 1 and destination_ids[j] != source_ids[i]:
-            j += 1
-        mapping.append(j)
-        j = min(j + 1, length - 1)
-    last = mapping[-1]
-    for i in range(eos_position + 1, length):
-        mapping.append(min(last + i - eos_position, length - 1))
-    return mapping
 
 
 def edit_pairs(
@@ -332,15 +331,15 @@ def edit_pairs(
     The aligned (source, destination) output vectors of prompt pairs.
 
     Returns:
-        `tuple[torch.Tensor, torch.Tensor]`: `(N * 77, d)` source vectors and their `(N * 77, d)` destination vectors.
+        `tuple[torch.Tensor, torch.Tensor]`: `(N * L, d)` source vectors and their `(N * L, d)` destination vectors.
     """
-    source_ids, destination_ids = tokenize(tokenizer, sources), tokenize(tokenizer, destinations)  # (N, 77)
-    hidden = text_encoder(torch.cat([source_ids, destination_ids])).last_hidden_state  # (2N, 77, d)
-    c, c_star = hidden[: len(sources)], hidden[len(sources) :]  # (N, 77, d)
+    source_ids, destination_ids = tokenize(tokenizer, sources), tokenize(tokenizer, destinations)  # (N, L)
+    hidden = text_encoder(torch.cat([source_ids, destination_ids])).last_hidden_state  # (2N, L, d)
+    c, c_star = hidden[: len(sources)], hidden[len(sources) :]  # (N, L, d)
     rows = []
     for k in range(len(sources)):
-        mapping = align_tokens(source_ids[k].tolist(), destination_ids[k].tolist(), tokenizer.eos_token_id)
-        rows.append(c_star[k, mapping])  # (77, d)
+        mapping = align_tokens(tokenizer, sources[k], destinations[k])  # (L,) the library's TIME alignment
+        rows.append(c_star[k, mapping])  # (L, d)
     return c.reshape(-1, c.shape[-1]), torch.stack(rows).reshape(-1, c.shape[-1])
 
 
@@ -373,16 +372,15 @@ def edit_locality_loss(
     `x` of prompts about the other shapes, relative to the change `||c* - c||^2` it makes on its own source prompts
     (so it cannot be lowered by making colour words weaker); the *generality* loss is the relative error
     `||M c - c*||^2 / ||c* - c||^2` of the edit on a positive ("a big <shape>" -> "a big <colour> <shape>").
-    Means run over all 77 positions.
+    Means run over all L positions.
 
     Returns:
         `tuple[torch.Tensor, torch.Tensor]`: The scalar locality and generality losses.
     """
     shape = world.SHAPES[rng.integers(len(world.SHAPES))]
     colour = world.COLOURS[rng.integers(len(world.COLOURS))]
-    sources = [f"a {shape}"] + [f"{prefix} a {shape}" for prefix in EDIT_AUGMENTATIONS]
-    destinations = [f"a {colour} {shape}"] + [f"{prefix} a {colour} {shape}" for prefix in EDIT_AUGMENTATIONS]
-    c, c_star = edit_pairs(text_encoder, tokenizer, sources, destinations)  # (4 * 77, d)
+    sources, destinations = map(list, zip(*augment_pairs([f"a {shape}"], [f"a {colour} {shape}"])))
+    c, c_star = edit_pairs(text_encoder, tokenizer, sources, destinations)  # (4 * L, d)
     m_t = time_edit_matrix(c, c_star, lam)  # (d, d)
 
     # Negatives: the other shapes, bare or in a random template (never naming the edited shape).
@@ -397,12 +395,12 @@ def edit_locality_loss(
         )
         prefix = world.PREFIXES[rng.integers(len(world.PREFIXES))] if rng.random() < 0.5 else None
         negatives.append(world.caption(scene, world.TEMPLATES[rng.integers(len(world.TEMPLATES))], prefix))
-    x = text_encoder(tokenize(tokenizer, negatives)).last_hidden_state  # (K, 77, d)
+    x = text_encoder(tokenize(tokenizer, negatives)).last_hidden_state  # (K, L, d)
     edit_size = ((c_star - c) ** 2).sum(-1).mean().clamp_min(1e-6)
     locality = ((x @ m_t - x) ** 2).sum(-1).mean() / edit_size
 
     size = world.SIZES[rng.integers(len(world.SIZES))]
-    p, p_star = edit_pairs(text_encoder, tokenizer, [f"a {size} {shape}"], [f"a {size} {colour} {shape}"])  # (77, d)
+    p, p_star = edit_pairs(text_encoder, tokenizer, [f"a {size} {shape}"], [f"a {size} {colour} {shape}"])  # (L, d)
     generality = ((p @ m_t - p_star) ** 2).sum(-1).mean() / ((p_star - p) ** 2).sum(-1).mean().clamp_min(1e-6)
     return locality, generality
 
@@ -412,6 +410,26 @@ def edit_locality_loss(
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def chroma_target(x: torch.Tensor, factor: int, scale: float) -> torch.Tensor:
+    r"""
+    The chroma of images, average-pooled to the latent grid: `scale * avgpool(x - mean_rgb(x))`.
+
+    White and black (the backgrounds) have zero chroma, and the palette colours differ strongly in it, so latent
+    channels anchored to this target make the colour of the shape one of the largest differences between latents.
+    Without it the autoencoder packs colour into small latent differences (yellow vs orange 10-20x smaller than white vs
+    black background), and the diffusion loss, dominated by background, size and shape, hardly sees the colour.
+
+    Args:
+        x (`torch.Tensor`): `(B, 3, H, W)` images in `[-1, 1]`.
+        factor (`int`): Downsampling factor of the autoencoder.
+        scale (`float`): Amplitude of the target.
+
+    Returns:
+        `torch.Tensor`: `(B, 3, H / factor, W / factor)`.
+    """
+    return scale * F.avg_pool2d(x - x.mean(dim=1, keepdim=True), factor)
+
+
 def train_vae(cfg: TrainConfig, checkpoint_dir: Path, resume: bool) -> AutoencoderKL:
     r"""
     Trains the `AutoencoderKL` (L1 + MSE reconstruction, small KL) and sets its `scaling_factor` from the latent std.
@@ -419,15 +437,13 @@ def train_vae(cfg: TrainConfig, checkpoint_dir: Path, resume: bool) -> Autoencod
     Returns:
         `AutoencoderKL`: The trained VAE (in eval mode).
     """
+    if cfg.vae_chroma_channels not in (0, 3):
+        raise ValueError(f"vae_chroma_channels must be 0 or 3 (the chroma target is RGB), got {cfg.vae_chroma_channels}")
     torch.manual_seed(cfg.seed)
     vae = build_vae(cfg)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
-    path, start = checkpoint_dir / "vae.pt", 0
-    if resume and path.exists():
-        state = torch.load(path, weights_only=False)
-        vae.load_state_dict(state["vae"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = state["step"]
+    path = checkpoint_dir / "vae.pt"
+    start = resume_from(path, resume, vae=vae, optimizer=optimizer)
     last_save = time.time()
     bar = tqdm(range(start, cfg.vae_steps), initial=start, total=cfg.vae_steps, desc="vae")
     vae.train()
@@ -441,6 +457,10 @@ def train_vae(cfg: TrainConfig, checkpoint_dir: Path, resume: bool) -> Autoencod
         recon = vae.decode(posterior.sample(generator=generator)).sample  # (B, 3, H, W)
         kl = posterior.kl().mean() / x[0].numel()
         loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + cfg.vae_kl_weight * kl
+        if cfg.vae_chroma_channels:
+            factor = 2 ** (len(cfg.vae_block_out_channels) - 1)
+            anchor = chroma_target(x, factor, cfg.vae_chroma_scale)  # (B, 3, h, w)
+            loss = loss + cfg.vae_chroma_weight * F.mse_loss(posterior.mean[:, : cfg.vae_chroma_channels], anchor)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimizer.step()
@@ -494,76 +514,161 @@ class EMA:
         self.shadow, self.updates = state["shadow"], state["updates"]
 
 
-def build_diffusion_models(
-    cfg: TrainConfig, tokenizer: CLIPTokenizer
-) -> tuple[CLIPTextModel, UNet2DConditionModel, list[torch.nn.Parameter]]:
-    """The text encoder and UNet at their seeded initialisation, and the list of trained parameters."""
+def build_seeded_text_encoder(cfg: TrainConfig, tokenizer: CLIPTokenizer) -> CLIPTextModel:
+    """The text encoder at its seeded initialisation (token-embedding table frozen if configured)."""
     torch.manual_seed(cfg.seed + 1)
     text_encoder = build_text_encoder(cfg, tokenizer)
     # Random high-dimensional token vectors are nearly orthogonal: unrelated words start (and, frozen, stay) apart.
     torch.nn.init.normal_(text_encoder.get_input_embeddings().weight, std=cfg.text_token_embedding_std)
-    unet = build_unet(cfg)
     if cfg.text_freeze_token_embedding:
         text_encoder.get_input_embeddings().weight.requires_grad_(False)
-    parameters = [p for p in text_encoder.parameters() if p.requires_grad] + list(unet.parameters())
-    return text_encoder, unet, parameters
+    return text_encoder
 
 
-def train_diffusion(
-    cfg: TrainConfig, vae: AutoencoderKL, tokenizer: CLIPTokenizer, checkpoint_dir: Path, resume: bool
-) -> tuple[CLIPTextModel, UNet2DConditionModel]:
+def build_seeded_unet(cfg: TrainConfig) -> UNet2DConditionModel:
+    """The UNet at its seeded initialisation."""
+    torch.manual_seed(cfg.seed + 2)
+    return build_unet(cfg)
+
+
+# The attributes a caption may name, and the classes the pre-training heads tell apart ("none" = not named).
+ATTRIBUTE_CLASSES: dict[str, tuple[str | None, ...]] = {
+    "shape": world.SHAPES,
+    "colour": (None, *world.COLOURS),
+    "size": (None, *world.SIZES),
+    "background": (None, *world.BACKGROUNDS),
+}
+
+
+def attribute_labels(captions: list[str]) -> dict[str, torch.Tensor]:
+    """For each attribute, the `(N,)` class index of every caption (see `ATTRIBUTE_CLASSES`)."""
+    parsed = [world.parse_caption(text) for text in captions]
+    return {
+        name: torch.tensor([classes.index(p[name]) for p in parsed]) for name, classes in ATTRIBUTE_CLASSES.items()
+    }
+
+
+def pretrain_text_encoder(
+    cfg: TrainConfig, tokenizer: CLIPTokenizer, checkpoint_dir: Path, resume: bool
+) -> CLIPTextModel:
     r"""
-    Trains the text encoder and the UNet jointly on VAE latents; returns them with their EMA weights loaded.
+    Pre-trains the text encoder on the captions, then freezes it (as Stable Diffusion freezes its CLIP text encoder).
+
+    Two losses:
+
+    - *attributes*: linear heads read the shape, colour, size and background a caption names (or "none") from every
+      output position from the end-of-text token on, so the padding positions that make up most of the context carry
+      the whole caption, as a pre-trained CLIP text encoder's do;
+    - *edit locality* (`edit_locality_loss`): a closed-form TIME edit "a S" -> "a C S" must change the other shapes'
+      prompts little and carry over to "a big S".
 
     Returns:
-        `tuple[CLIPTextModel, UNet2DConditionModel]`: The trained models (in eval mode).
+        `CLIPTextModel`: The pre-trained text encoder (eval mode, no gradients).
     """
-    text_encoder, unet, parameters = build_diffusion_models(cfg, tokenizer)
-    text_parameters = [p for p in text_encoder.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": text_parameters, "lr": cfg.text_lr, "peak": cfg.text_lr},
-            {"params": list(unet.parameters()), "lr": cfg.lr, "peak": cfg.lr},
-        ],
-        weight_decay=cfg.weight_decay,
-    )
-    ema = EMA(parameters, cfg.ema_decay)
-    noise_scheduler = DDPMScheduler(**scheduler_kwargs(cfg))
-    alphas_cumprod = noise_scheduler.alphas_cumprod  # (T,)
-    snr_all = alphas_cumprod / (1.0 - alphas_cumprod).clamp_min(1e-8)  # (T,)
-
-    path, start = checkpoint_dir / "diffusion.pt", 0
-    if resume and path.exists():
-        state = torch.load(path, weights_only=False)
-        text_encoder.load_state_dict(state["text_encoder"])
-        unet.load_state_dict(state["unet"])
-        optimizer.load_state_dict(state["optimizer"])
-        ema.load_state_dict(state["ema"])
-        start = state["step"]
-
-    def checkpoint(step: int) -> None:
+    text_encoder = build_seeded_text_encoder(cfg, tokenizer)
+    width = cfg.text_hidden_size
+    torch.manual_seed(cfg.seed + 3)
+    heads = torch.nn.ModuleDict({name: torch.nn.Linear(width, len(c)) for name, c in ATTRIBUTE_CLASSES.items()})
+    parameters = [p for p in text_encoder.parameters() if p.requires_grad] + list(heads.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=cfg.text_pretrain_lr, weight_decay=cfg.weight_decay)
+    path = checkpoint_dir / "text.pt"
+    start = resume_from(path, resume, text_encoder=text_encoder, heads=heads, optimizer=optimizer)
+    text_encoder.train()
+    bar = tqdm(range(start, cfg.text_pretrain_steps), initial=start, total=cfg.text_pretrain_steps, desc="text")
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.text_pretrain_lr * lr_factor(step, 50, cfg.text_pretrain_steps)
+        rng, _ = step_rng(cfg, 4, step)
+        captions = [world.sample_scene(rng)[1] for _ in range(cfg.text_pretrain_batch_size)]
+        ids = tokenize(tokenizer, captions)  # (B, L)
+        hidden = text_encoder(ids).last_hidden_state  # (B, L, d)
+        eos = (ids == tokenizer.eos_token_id).int().argmax(dim=1)  # (B,) first end-of-text position
+        positions = torch.arange(ids.shape[1])  # (L,)
+        summary = (positions[None] >= eos[:, None]).float()  # (B, L) 1 from the end-of-text token on
+        labels = attribute_labels(captions)
+        attribute_loss = 0.0
+        for name, head in heads.items():
+            logits = head(hidden)  # (B, L, classes)
+            target = labels[name][:, None].expand(-1, ids.shape[1])  # (B, L)
+            per_token = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view_as(target)
+            attribute_loss = attribute_loss + (per_token * summary).sum() / summary.sum()
+        locality, generality = edit_locality_loss(text_encoder, tokenizer, rng, cfg.edit_lambda)
+        loss = attribute_loss + cfg.edit_locality_weight * locality + cfg.edit_generality_weight * generality
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        bar.set_postfix(attr=f"{attribute_loss.item():.3f}", loc=f"{locality.item():.4f}", gen=f"{generality.item():.4f}")
+    if start < cfg.text_pretrain_steps:
         save_checkpoint(
             path,
             {
                 "text_encoder": text_encoder.state_dict(),
-                "unet": unet.state_dict(),
+                "heads": heads.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "ema": ema.state_dict(),
-                "step": step,
-                "scaling_factor": vae.config.scaling_factor,
+                "step": cfg.text_pretrain_steps,
             },
         )
+    return text_encoder.eval().requires_grad_(False)
+
+
+class TextCache:
+    """Text-encoder outputs of captions, computed once each (the text encoder is frozen during diffusion training)."""
+
+    def __init__(self, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer) -> None:
+        self.text_encoder, self.tokenizer = text_encoder, tokenizer
+        self.hidden: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, captions: list[str]) -> torch.Tensor:
+        missing = sorted({text for text in captions if text not in self.hidden})
+        if missing:
+            out = self.text_encoder(tokenize(self.tokenizer, missing)).last_hidden_state  # (K, L, d)
+            self.hidden.update(zip(missing, out))
+        return torch.stack([self.hidden[text] for text in captions])  # (B, L, d)
+
+
+def train_diffusion(
+    cfg: TrainConfig,
+    vae: AutoencoderKL,
+    text_encoder: CLIPTextModel,
+    tokenizer: CLIPTokenizer,
+    checkpoint_dir: Path,
+    resume: bool,
+) -> UNet2DConditionModel:
+    r"""
+    Trains the UNet on VAE latents, conditioned on the frozen text encoder; returns it with its EMA weights loaded.
+
+    Returns:
+        `UNet2DConditionModel`: The trained UNet (in eval mode).
+    """
+    unet = build_seeded_unet(cfg)
+    parameters = list(unet.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = EMA(parameters, cfg.ema_decay)
+    noise_scheduler = DDPMScheduler(**scheduler_kwargs(cfg))
+    alphas_cumprod = noise_scheduler.alphas_cumprod  # (T,)
+    snr_all = alphas_cumprod / (1.0 - alphas_cumprod).clamp_min(1e-8)  # (T,)
+    encode_text = TextCache(text_encoder, tokenizer)
+
+    path = checkpoint_dir / "diffusion.pt"
+    start = resume_from(path, resume, unet=unet, optimizer=optimizer, ema=ema)
+
+    def checkpoint(step: int) -> None:
+        state = {"unet": unet.state_dict(), "optimizer": optimizer.state_dict(), "ema": ema.state_dict()}
+        save_checkpoint(path, {**state, "step": step, "scaling_factor": vae.config.scaling_factor})
 
     vae.eval().requires_grad_(False)
-    text_encoder.train()
     unet.train()
     last_save = time.time()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="diffusion")
     for step in bar:
-        # Constant after the warm-up: a longer run extends a shorter one exactly; the EMA does the averaging.
+        # Constant after the warm-up (until `lr_decay_from`): a longer run extends a shorter one exactly.
         factor = lr_factor(step, cfg.warmup_steps)
+        if cfg.lr_decay_from is not None and step >= cfg.lr_decay_from:
+            factor *= 1.0 - 0.9 * (step - cfg.lr_decay_from) / max(1, cfg.steps - cfg.lr_decay_from)
         for group in optimizer.param_groups:
-            group["lr"] = group["peak"] * factor
+            group["lr"] = cfg.lr * factor
         rng, generator = step_rng(cfg, 3, step)
         images, captions = world.sample_batch(rng, cfg.batch_size, cfg.image_size)
         captions = ["" if drop else text for drop, text in zip(rng.random(len(captions)) < cfg.cfg_dropout, captions)]
@@ -577,8 +682,7 @@ def train_diffusion(
             target = noise_scheduler.get_velocity(latents, noise, timesteps)
         else:
             target = noise
-        hidden = text_encoder(tokenize(tokenizer, captions)).last_hidden_state  # (B, 77, d)
-        prediction = unet(noisy, timesteps, hidden).sample  # (B, 4, h, w)
+        prediction = unet(noisy, timesteps, encode_text(captions)).sample  # (B, 4, h, w)
         per_sample = ((prediction - target) ** 2).mean(dim=(1, 2, 3))  # (B,)
         if cfg.snr_gamma > 0:
             snr = snr_all[timesteps]  # (B,)
@@ -588,23 +692,18 @@ def train_diffusion(
                 weight = snr.clamp(max=cfg.snr_gamma) / snr.clamp_min(1e-8)
             per_sample = per_sample * weight
         loss = per_sample.mean()
-        logs = {"loss": f"{loss.item():.4f}"}
-        if cfg.edit_locality_weight > 0:
-            locality, generality = edit_locality_loss(text_encoder, tokenizer, rng, cfg.edit_lambda)
-            loss = loss + cfg.edit_locality_weight * locality + cfg.edit_generality_weight * generality
-            logs.update(loc=f"{locality.item():.3f}", gen=f"{generality.item():.3f}")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         ema.update(parameters)
-        bar.set_postfix(logs)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
         if step + 1 == cfg.steps or time.time() - last_save > 60 * cfg.checkpoint_minutes:
             checkpoint(step + 1)
             last_save = time.time()
 
     ema.copy_to(parameters)
-    return text_encoder.eval(), unet.eval()
+    return unet.eval()
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -645,17 +744,17 @@ def save_pipeline(
 
 def export_from_checkpoint(cfg: TrainConfig, checkpoint_dir: Path, out_dir: Path) -> StableDiffusionPipeline:
     """Writes a pipeline from the current checkpoints (EMA weights), e.g. to evaluate a run that is still going."""
-    tokenizer = build_clip_tokenizer()
+    tokenizer = build_clip_tokenizer(model_max_length=cfg.text_max_length)
     vae = build_vae(cfg)
-    vae.load_state_dict(torch.load(checkpoint_dir / "vae.pt", weights_only=False)["vae"])
-    state = torch.load(checkpoint_dir / "diffusion.pt", weights_only=False)
+    vae.load_state_dict(torch.load(checkpoint_dir / "vae.pt", weights_only=True)["vae"])
+    text_encoder = build_seeded_text_encoder(cfg, tokenizer)
+    text_encoder.load_state_dict(torch.load(checkpoint_dir / "text.pt", weights_only=True)["text_encoder"])
+    state = torch.load(checkpoint_dir / "diffusion.pt", weights_only=True)
     vae.register_to_config(scaling_factor=state["scaling_factor"])
-    text_encoder, unet, parameters = build_diffusion_models(cfg, tokenizer)
-    text_encoder.load_state_dict(state["text_encoder"])
-    unet.load_state_dict(state["unet"])
-    ema = EMA(parameters, cfg.ema_decay)
+    unet = build_seeded_unet(cfg)
+    ema = EMA(list(unet.parameters()), cfg.ema_decay)
     ema.load_state_dict(state["ema"])
-    ema.copy_to(parameters)
+    ema.copy_to(list(unet.parameters()))
     print(f"exporting step {state['step']} to {out_dir}")
     return save_pipeline(cfg, vae.eval(), text_encoder.eval(), unet.eval(), tokenizer, out_dir)
 
@@ -678,24 +777,20 @@ def main() -> None:
         return
 
     start = time.time()
-    tokenizer = build_clip_tokenizer()
+    tokenizer = build_clip_tokenizer(model_max_length=cfg.text_max_length)
     vae = train_vae(cfg, args.checkpoints, args.resume)
     print(f"vae done after {(time.time() - start) / 60:.1f} min, scaling_factor={vae.config.scaling_factor:.4f}")
-    text_encoder, unet = train_diffusion(cfg, vae, tokenizer, args.checkpoints, args.resume)
+    text_encoder = pretrain_text_encoder(cfg, tokenizer, args.checkpoints, args.resume)
+    print(f"text encoder done after {(time.time() - start) / 60:.1f} min")
+    unet = train_diffusion(cfg, vae, text_encoder, tokenizer, args.checkpoints, args.resume)
     save_pipeline(cfg, vae, text_encoder, unet, tokenizer, args.out / "pipeline")
     print(f"pipeline saved to {args.out / 'pipeline'} after {(time.time() - start) / 60:.1f} min")
 
     if not args.skip_clip:
-        try:
-            from .train_clip import train_clip
-        except ImportError:
-            print("time_core.shapes.train_clip is not available; skipping the toy CLIP.")
-        else:
-            from . import train_clip as clip_module
+        from .train_clip import DEFAULT_STEPS, train_clip
 
-            steps = args.clip_steps or getattr(clip_module, "DEFAULT_STEPS", 1500)
-            train_clip(out_dir=args.out / "clip", steps=steps, seed=cfg.seed, num_threads=2)
-            print(f"toy CLIP done after {(time.time() - start) / 60:.1f} min")
+        train_clip(out_dir=args.out / "clip", steps=args.clip_steps or DEFAULT_STEPS, seed=cfg.seed, num_threads=2)
+        print(f"toy CLIP done after {(time.time() - start) / 60:.1f} min")
     print(f"total {(time.time() - start) / 60:.1f} min")
 
 
