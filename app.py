@@ -341,7 +341,9 @@ def build_demo(runtime: demo.DemoRuntime) -> gr.Blocks:
                     else [["a pack of roses", "a pack of blue roses", "0.1"], ["A banana", "A blue banana", "0.1"],
                           ["A dog", "A dog with a hat", "0.1"]]
                 )
-                gr.Examples(examples, [source, destination, lam_text], label="Examples (fill the fields)",
+                # Each row fills the λ box and moves the slider to the same value.
+                examples = [row + [demo.log_from_lam(row[2])] for row in examples]
+                gr.Examples(examples, [source, destination, lam_text, lam_slider], label="Examples (fill the fields)",
                             cache_examples=False)
 
             with gr.Tab("λ sweep", id="sweep"):

@@ -50,6 +50,15 @@ def test_edit_in_the_browser(browser, app_url, tmp_path):
     assert "toy Shapes-world model" in page.locator("#model-line").inner_text()
     assert "device:" in page.locator("#model-line").inner_text()
 
+    # an example row fills both prompts and the λ box, and moves the λ slider to the same value
+    for destination, lam, log_lam in (("a red square", "1", "0"), ("a blue star", "0.1", "-1")):
+        page.get_by_text(destination, exact=True).first.click()
+        expect(page.get_by_label("Destination prompt")).to_have_value(destination, timeout=30_000)
+        expect(page.get_by_label("λ", exact=True)).to_have_value(lam)
+        sliders = page.get_by_label("log10 λ")  # the range input and its number box
+        for i in range(sliders.count()):
+            expect(sliders.nth(i)).to_have_value(log_lam)
+
     # pick a preset through the searchable dropdown
     dropdown = page.get_by_label("Preset")
     dropdown.click()

@@ -72,21 +72,22 @@ def test_merge_computes_f_and_delta_by_hand(tmp_path):
 
     report = merge_debias(_config("x"), tmp_path, 2)
     first, other = report["entries"]
+    # F_p pools the test prompts' images (equal counts: the mean of their shares); Δ_p = |F_p - 0.5| / 0.5
     assert first["F_original"] == pytest.approx(0.7) and first["F_time"] == pytest.approx(0.45)
-    assert first["delta_original"] == pytest.approx((0.6 + 0.2) / 2)  # |0.8-0.5|/0.5, |0.6-0.5|/0.5
-    assert first["delta_time"] == pytest.approx((0.0 + 0.2) / 2)
-    assert first["delta_multi"] == pytest.approx((0.2 + 0.4) / 2)
-    assert other["delta_original"] == other["delta_time"] == pytest.approx(1.0)
-    # None in the multi record: that prompt keeps its original share (1.0); 0.5 → Δ 0
+    assert first["delta_original"] == pytest.approx(0.4) and first["delta_time"] == pytest.approx(0.1)
+    assert first["F_multi"] == pytest.approx(0.35) and first["delta_multi"] == pytest.approx(0.3)
+    # one prompt all female, one all male: pooled F_p = 50%, Δ_p = 0, however unbalanced each prompt is
+    assert other["F_original"] == pytest.approx(0.5) and other["delta_original"] == other["delta_time"] == 0.0
+    # None in the multi record: that prompt keeps its original share (1.0), the other is at 0.5
     assert other["F_multi"] == pytest.approx(0.75) and other["delta_multi"] == pytest.approx(0.5)
     overall = report["overall"]
-    assert overall["delta_original"] == pytest.approx((0.4 + 1.0) / 2)
-    assert overall["delta_time"] == pytest.approx((0.1 + 1.0) / 2)
-    assert overall["delta_multi"] == pytest.approx((0.3 + 0.5) / 2)
+    assert overall["delta_original"] == pytest.approx(0.2)
+    assert overall["delta_time"] == pytest.approx(0.05)
+    assert overall["delta_multi"] == pytest.approx(0.4)
     table = debias_table(report)
     assert "| a doctor | 3 | 70.0% | 45.0% | 0.40 | 0.10 | 35.0% | 0.30 |" in table
     assert "| a nurse | none* |" in table
-    assert "**0.70**" in table and "**0.55**" in table and "**0.40**" in table
+    assert "**0.20**" in table and "**0.05**" in table and "**0.40**" in table
 
 
 def test_search_runs_resumes_and_never_writes_the_model(sd1, tmp_path):

@@ -201,7 +201,9 @@ def run_debias_benchmark(config: DebiasConfig, out: str | Path, pipe=None, score
 def merge_debias(config: DebiasConfig, out: str | Path, count: int) -> dict:
     r"""
     Reads the entry files of `out` and reports, per entry and on average, F_p and Δ_p on the test prompts for the
-    original model, TIME (per-entry λ) and TIME Multi (one λ; present when it was run).
+    original model, TIME (per-entry λ) and TIME Multi (one λ; present when it was run). As in the paper, F_p pools all
+    images of an entry's test prompts (every prompt has the same number of seeds, so it is the mean of the prompts'
+    shares) and Δ_p = |F_p − target| / target; the per-prompt shares stay in `OUT/entries/`.
     """
     out = Path(out)
     rows = [json.loads((out / "entries" / f"e{i:04d}.json").read_text()) for i in range(count)]
@@ -217,8 +219,7 @@ def merge_debias(config: DebiasConfig, out: str | Path, count: int) -> dict:
             "validation_original": row["validation_original"], "validation_edited": row["validation_edited"],
             "search_steps": len(row["search"]),
             "F_original": original, "F_time": edited,
-            "delta_original": float(np.mean([delta(t["original"], target) for t in row["tests"]])),
-            "delta_time": float(np.mean([delta(t["edited"], target) for t in row["tests"]])),
+            "delta_original": delta(original, target), "delta_time": delta(edited, target),
         }
         if multi is not None:
             offset = sum(len(r["tests"]) for r in rows[:i])
@@ -226,7 +227,7 @@ def merge_debias(config: DebiasConfig, out: str | Path, count: int) -> dict:
             # λ = None: no λ in the range helped, so TIME Multi leaves the model unedited.
             shares = [t["original"] if m["edited"] is None else m["edited"] for t, m in zip(row["tests"], mine)]
             item["F_multi"] = float(np.mean(shares))
-            item["delta_multi"] = float(np.mean([delta(s, target) for s in shares]))
+            item["delta_multi"] = delta(item["F_multi"], target)
         report_rows.append(item)
     overall = {key: float(np.mean([r[key] for r in report_rows]))
                for key in ("delta_original", "delta_time", "delta_multi", "F_original", "F_time", "F_multi")
@@ -268,8 +269,8 @@ def debias_table(report: dict) -> str:
     if has_multi:
         line += f" {_pct(o.get('F_multi'))} (λ = {_lam(report['multi_lam'])}) | **{_num(o.get('delta_multi'))}** |"
     lines.append(line)
-    lines.append("")
-    lines.append("`*`: the search did not reach the tolerance; the λ closest to the target is used.")
+    if any(not r["converged"] for r in report["entries"]):
+        lines += ["", "`*`: the search did not reach the tolerance; the λ closest to the target is used."]
     return "\n".join(lines) + "\n"
 
 
