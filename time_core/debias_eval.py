@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from .debias import classifier_for, iter_search, result_of
 from .presets import DebiasEntry, DebiasPreset, load_preset
+from .results import check_out_dir, write_json
 
 __all__ = ["DebiasConfig", "delta", "main", "merge_debias", "run_debias_benchmark"]
 
@@ -140,24 +141,6 @@ def debias_multi(meter: ShareMeter, pipe, entries: Sequence[DebiasEntry], config
     return record
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
-
-
-def _check_out_dir(out: Path, config: DebiasConfig) -> None:
-    (out / "entries").mkdir(parents=True, exist_ok=True)
-    stored, mine = out / "config.json", json.loads(json.dumps(config.identity()))
-    if stored.exists():
-        previous = json.loads(stored.read_text())
-        if previous != mine:
-            diff = sorted(k for k in set(previous) | set(mine) if previous.get(k) != mine.get(k))
-            raise ValueError(f"{out} holds results of a different configuration (differs in {diff}); use another --out")
-    else:
-        _write_json(stored, mine)
-
-
 def _entries(config: DebiasConfig) -> list[DebiasEntry]:
     preset = load_preset(config.preset)
     if not isinstance(preset, DebiasPreset):
@@ -179,7 +162,7 @@ def run_debias_benchmark(config: DebiasConfig, out: str | Path, pipe=None, score
         scorer = load_scorer(config.classifier)
     out = Path(out)
     entries = _entries(config)
-    _check_out_dir(out, config)
+    check_out_dir(out, config.identity(), "entries")
     if pipe is None:
         pipe = load_pipeline(config.model)
     defaults = generation_defaults(pipe)
@@ -191,10 +174,10 @@ def run_debias_benchmark(config: DebiasConfig, out: str | Path, pipe=None, score
         if path.exists():
             continue
         bar.set_postfix_str(entry.source[:40])
-        _write_json(path, debias_one(meter, pipe, entry, config))
+        write_json(path, debias_one(meter, pipe, entry, config))
     multi_path = out / f"multi_{len(entries)}.json"
     if config.multi and len(entries) > 1 and not multi_path.exists():
-        _write_json(multi_path, debias_multi(meter, pipe, entries, config))
+        write_json(multi_path, debias_multi(meter, pipe, entries, config))
     return merge_debias(config, out, len(entries))
 
 
@@ -317,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     except ValueError as error:
         raise SystemExit(f"error: {error}") from error
     out = Path(args.out)
-    _write_json(out / "results.json", report)
+    write_json(out / "results.json", report)
     table = debias_table(report)
     (out / "results.md").write_text(table)
     print(table)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ from tqdm.auto import tqdm
 
 from .metrics import Scores, hits_from_probabilities, score
 from .presets import EditEntry, EditPreset, load_preset
+from .results import check_out_dir, write_json
 from .solver import check_lam
 
 __all__ = ["CONDITIONS", "EvalConfig", "evaluate", "main", "merge_results", "unit_id"]
@@ -75,13 +75,6 @@ def unit_id(entry: int, seeds: Sequence[int]) -> str:
 
 def _lam_key(lam: float) -> str:
     return repr(float(lam))
-
-
-def _write_json(path: Path, data) -> None:
-    """Writes atomically (temporary file + rename), so an interrupted run never leaves a half-written file."""
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 def _entry_prompts(entry: EditEntry) -> tuple[list[str], list[str]]:
@@ -138,17 +131,7 @@ def _units(preset: EditPreset, config: EvalConfig) -> list[tuple[int, tuple[int,
 
 
 def _check_out_dir(out: Path, config: EvalConfig) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "units").mkdir(exist_ok=True)
-    stored = out / "config.json"
-    if stored.exists():
-        previous = json.loads(stored.read_text())
-        mine = json.loads(json.dumps(config.identity()))
-        if previous != mine:
-            diff = sorted(k for k in set(previous) | set(mine) if previous.get(k) != mine.get(k))
-            raise ValueError(f"{out} holds results of a different configuration (differs in {diff}); use another --out")
-    else:
-        _write_json(stored, config.identity())
+    check_out_dir(out, config.identity(), "units")
 
 
 def evaluate(config: EvalConfig, out: str | Path, pipe=None, classifier=None, process_index: int = 0,
@@ -196,9 +179,9 @@ def evaluate(config: EvalConfig, out: str | Path, pipe=None, classifier=None, pr
         base = json.loads(base_path.read_text()) if base_path.exists() else None
         base, time_results = run_unit(pipe, classifier, problems[entry_index], entry, seeds, missing, config, base)
         if not base_path.exists():
-            _write_json(base_path, {"entry": entry_index, "seeds": list(seeds), **base})
+            write_json(base_path, {"entry": entry_index, "seeds": list(seeds), **base})
         for lam_key, result in time_results.items():
-            _write_json(out / "units" / f"{uid}_lam{lam_key}.json", {"entry": entry_index, "seeds": list(seeds),
+            write_json(out / "units" / f"{uid}_lam{lam_key}.json", {"entry": entry_index, "seeds": list(seeds),
                                                                      "lam": float(lam_key), **result})
 
 
@@ -385,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
         return None
     report = merge_results(config, out, args.oracle_filter)
     speed = throughput(out)
-    _write_json(out / "results.json", {**report, "throughput": speed})
+    write_json(out / "results.json", {**report, "throughput": speed})
     table = markdown_table(report)
     (out / "results.md").write_text(table)
     plots = write_plots(report, out)
