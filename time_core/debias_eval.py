@@ -156,12 +156,12 @@ def run_debias_benchmark(config: DebiasConfig, out: str | Path, pipe=None, score
 
     if not 0.0 < config.target < 1.0:
         raise ValueError(f"target must lie strictly between 0 and 1, got {config.target}")
+    out = Path(out)
+    entries = _entries(config)  # a bad preset fails before any model is loaded
     if config.classifier != "colour" and scorer is None:
         from .scoring import load_scorer
 
         scorer = load_scorer(config.classifier)
-    out = Path(out)
-    entries = _entries(config)
     check_out_dir(out, config.identity(), "entries")
     if pipe is None:
         pipe = load_pipeline(config.model)

@@ -138,11 +138,10 @@ def evaluate(config: EvalConfig, out: str | Path, pipe=None, classifier=None, pr
              num_processes: int = 1, device=None, progress: bool = True) -> None:
     """Runs this process's share of the units that are not done yet; see the module docstring."""
     from .edit import prepare_edit
-    from .models import SCHEDULERS, generation_defaults, load_pipeline, with_scheduler
+    from .models import check_scheduler, generation_defaults, load_pipeline, with_scheduler
 
     out = Path(out)
-    if config.scheduler not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {config.scheduler!r}; expected one of {sorted(SCHEDULERS)}")
+    check_scheduler(config.scheduler)  # before any model is loaded
     preset = load_preset(config.preset)
     if not isinstance(preset, EditPreset):
         raise ValueError(f"preset {config.preset!r} is a {type(preset).__name__}; evaluate needs an edit preset")

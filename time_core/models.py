@@ -29,6 +29,7 @@ __all__ = [
     "model_id",
     "text_width",
     "with_scheduler",
+    "check_scheduler",
     "SCHEDULERS",
 ]
 
@@ -217,6 +218,12 @@ SCHEDULERS: dict[str, str] = {
 }
 
 
+def check_scheduler(name: str) -> None:
+    """Raises `ValueError` unless `name` is a key of `SCHEDULERS`."""
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; expected one of {sorted(SCHEDULERS)}")
+
+
 def with_scheduler(pipe, name: str):
     """The pipeline with another sampler, as a new pipeline object sharing every model (the given one is unchanged).
 
@@ -230,8 +237,7 @@ def with_scheduler(pipe, name: str):
     """
     import diffusers
 
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; expected one of {sorted(SCHEDULERS)}")
+    check_scheduler(name)
     if name == "default":
         return pipe
     scheduler = getattr(diffusers, SCHEDULERS[name]).from_config(pipe.scheduler.config)

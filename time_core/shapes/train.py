@@ -592,13 +592,16 @@ def pretrain_text_encoder(
             target = labels[name][:, None].expand(-1, ids.shape[1])  # (B, L)
             per_token = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view_as(target)
             attribute_loss = attribute_loss + (per_token * summary).sum() / summary.sum()
-        locality, generality = edit_locality_loss(text_encoder, tokenizer, rng, cfg.edit_lambda)
-        loss = attribute_loss + cfg.edit_locality_weight * locality + cfg.edit_generality_weight * generality
+        loss, logs = attribute_loss, {"attr": f"{attribute_loss.item():.3f}"}
+        if cfg.edit_locality_weight > 0 or cfg.edit_generality_weight > 0:  # the last draws of this step's rng
+            locality, generality = edit_locality_loss(text_encoder, tokenizer, rng, cfg.edit_lambda)
+            loss = loss + cfg.edit_locality_weight * locality + cfg.edit_generality_weight * generality
+            logs.update(loc=f"{locality.item():.4f}", gen=f"{generality.item():.4f}")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        bar.set_postfix(attr=f"{attribute_loss.item():.3f}", loc=f"{locality.item():.4f}", gen=f"{generality.item():.4f}")
+        bar.set_postfix(logs)
     if start < cfg.text_pretrain_steps:
         save_checkpoint(
             path,
