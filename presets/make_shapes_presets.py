@@ -1,4 +1,5 @@
-"""Writes the Shapes-world presets `shapes.json` (edit benchmark) and `shapes_debias.json` (debiasing set).
+"""Writes the Shapes-world presets: `shapes.json` (the hard edit benchmark, the toy model's default), `shapes_easy.json`
+(the first benchmark: one-shape prompts only, unrelated negatives) and `shapes_debias.json` (debiasing set).
 
 Usage:
 
@@ -25,6 +26,11 @@ from time_core.shapes.world import (  # noqa: E402
     caption,
     unnamed_colour_distribution,
 )
+from hard_shapes_preset import hard_entries  # noqa: E402
+
+
+# The shapes of the first (easy) benchmark; it stays as it was written when the world had only these.
+EASY_SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "heart", "diamond")
 
 
 # Destination colours of each default-coloured shape's edits; none is the shape's own default colour.
@@ -64,7 +70,7 @@ def prompt_pair(shape: str, colour: str, form: tuple[str, str, str | None, str, 
 
 def negative_shapes(shape: str, colour: str) -> list[str]:
     """The other shapes whose colour-less prompts rarely show `colour`, in a fixed order."""
-    candidates = [other for other in (*DEFAULT_COLOURS, DEBIAS_SHAPE) if other != shape]
+    candidates = [other for other in EASY_SHAPES if other != shape]
     return [other for other in candidates if unnamed_colour_distribution(other)[colour] <= MAX_NEGATIVE_RATE]
 
 
@@ -114,12 +120,29 @@ def write(name: str, preset: dict) -> None:
 def main() -> None:
     entries = [edit_entry(shape, colour) for shape, colours in EDIT_COLOURS.items() for colour in colours]
     write(
+        "shapes_easy",
+        {
+            "name": "shapes_easy",
+            "description": (
+                f"Shapes-world easy edit benchmark: {len(entries)} edits that recolour a default-coloured shape; "
+                "positives are one-shape phrasings, negatives are unrelated shapes whose colour-less prompts rarely "
+                "show the destination colour."
+            ),
+            "model": "toy",
+            "kind": "edit",
+            "entries": entries,
+        },
+    )
+    entries = hard_entries()
+    write(
         "shapes",
         {
             "name": "shapes",
             "description": (
-                f"Shapes-world edit benchmark: {len(entries)} edits that recolour a default-coloured shape; negatives "
-                "are other shapes whose colour-less prompts rarely show the destination colour."
+                f"Shapes-world hard edit benchmark (the toy default): {len(entries)} edits that recolour a "
+                "default-coloured shape. Positives: other phrasings, plurals and two-object scenes holding the shape; "
+                "negatives: the look-alike shape, the same shape with another colour named, the other shape of a "
+                "two-object scene, unrelated shapes. Every prompt carries its type."
             ),
             "model": "toy",
             "kind": "edit",

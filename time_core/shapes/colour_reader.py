@@ -2,7 +2,8 @@
 
 The reader estimates the background colour from the image border, takes the pixels far from it as the shape, and names
 the palette colour nearest to the median colour of the shape's interior. It tolerates the imperfect images of a
-generative model: noise, blur, off-white backgrounds and slightly shifted colours.
+generative model: noise, blur, off-white backgrounds and slightly shifted colours. In a two-object image each half is
+read on its own (`read_object_colours`): the world keeps each of the two shapes inside its half.
 """
 
 from typing import Any, Sequence
@@ -10,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from .world import PALETTE
+from .world import PALETTE, parse_caption
 
 
 NO_SHAPE = "none"
@@ -149,3 +150,66 @@ def read_colours(images: Any) -> list[str]:
     if isinstance(images, Sequence) or (hasattr(images, "ndim") and images.ndim == 4):
         return [read_colour(image) for image in images]
     raise ValueError(f"Expected a sequence of images or a 4-D batch, got {type(images).__name__}.")
+
+
+def read_object_colours(image: Any, count: int) -> list[str]:
+    r"""
+    Names the colour of each shape of an image, left to right.
+
+    Args:
+        image (`PIL.Image.Image`, `np.ndarray` or `torch.Tensor`): One image, as for `read_colour`.
+        count (`int`): 1 for a single shape (the whole image is read), 2 for a plural or a pair (each half is read).
+
+    Returns:
+        `list[str]`: `count` colour names (or `"none"`).
+    """
+    if count == 1:
+        return [read_colour(image)]
+    if count != 2:
+        raise ValueError(f"a Shapes-world image holds 1 or 2 shapes, got count={count}")
+    array = _to_array(image)  # (H, W, 3)
+    half = array.shape[1] // 2
+    return [read_colour(array[:, :half] / 255.0), read_colour(array[:, half:] / 255.0)]
+
+
+def changed_objects(prompt: str, destination: str) -> dict[int, str]:
+    r"""
+    The shapes a destination prompt recolours: the index (left to right) and named colour of every shape whose colour
+    the destination names and the prompt does not (or names differently).
+
+    Args:
+        prompt (`str`): A Shapes-world caption ("a circle next to a square").
+        destination (`str`): The same caption with a colour named ("a circle next to a green square").
+
+    Returns:
+        `dict[int, str]`: e.g. `{1: "green"}`.
+    """
+    source, target = parse_caption(prompt), parse_caption(destination)
+    if len(source["objects"]) != len(target["objects"]):
+        raise ValueError(f"prompt {prompt!r} and destination {destination!r} describe different numbers of shapes")
+    changed = {
+        k: after["colour"]
+        for k, (before, after) in enumerate(zip(source["objects"], target["objects"]))
+        if after["colour"] is not None and after["colour"] != before["colour"]
+    }
+    if not changed:
+        raise ValueError(f"destination {destination!r} names no colour that prompt {prompt!r} does not")
+    return changed
+
+
+def destination_probability(image: Any, prompt: str, destination: str) -> float:
+    r"""
+    The ground-truth P(destination) of an image generated for `prompt`: the share of the shapes that `destination`
+    recolours (`changed_objects`) that show the destination's colour.
+
+    Args:
+        image (`PIL.Image.Image`, `np.ndarray` or `torch.Tensor`): One image, as for `read_colour`.
+        prompt (`str`): The prompt the image was generated for.
+        destination (`str`): Its destination prompt.
+
+    Returns:
+        `float`: In `[0, 1]`; 0 or 1 for one recoloured shape.
+    """
+    changed = changed_objects(prompt, destination)
+    colours = read_object_colours(image, len(parse_caption(prompt)["objects"]))
+    return float(np.mean([colours[k] == colour for k, colour in changed.items()]))

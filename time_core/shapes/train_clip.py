@@ -13,8 +13,10 @@ colour" and the named colour decides between "a circle" and "a green circle":
   it is to the image (its pointwise mutual information), so the more colours "a circle" stands for, the more clearly
   "a green circle" wins on a green circle; it loses on any other colour, which it never describes. With palette fills
   only, "a green circle" would win on a green circle by just 6:1 (the palette size), i.e. P = 0.86.
-- Size, background and prefix are each named with probability 1/2; "an" is used before "orange" half of the time (the
-  world writes "a orange diamond", English writes "an orange diamond").
+- Single shapes, plurals and pairs come with the world's `KIND_RATES`; each shape's colour is named (or not) on its
+  own, and the two shapes of a plural share one fill.
+- Size (single shapes), background and prefix are each named with probability 1/2; "an" is used before "orange" half
+  of the time (the world writes "a orange diamond", English writes "an orange diamond").
 
 Images get the defects of a generative model's samples (colour and contrast shifts, noise, blur) so that the scores
 stay meaningful on generated images.
@@ -34,8 +36,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .world import BACKGROUND_RGB, BACKGROUNDS, COLOURS, IMAGE_SIZE, MAX_JITTER, PALETTE, PREFIXES, SHAPES, SIZES, Scene
-from .world import shape_mask
+from .sampling import KIND_RATES
+from .world import BACKGROUND_RGB, BACKGROUNDS, COLOURS, CONNECTORS, IMAGE_SIZE, MAX_JITTER, MAX_PAIR_JITTER, PALETTE
+from .world import PREFIXES, SHAPES, SIZES, Scene, describe, shape_mask
 
 
 CONFIG_NAME = "open_clip_config.json"
@@ -58,8 +61,8 @@ TOY_CLIP_CONFIG: dict = {
         "resize_mode": "shortest",
     },
 }
-# Steps of the shipped model (batch 256): about 8 minutes on 2 busy CPU cores.
-DEFAULT_STEPS: int = 600
+# Steps of the shipped model (batch 256).
+DEFAULT_STEPS: int = 1200
 
 COLOUR_NAMING_RATE: float = 0.5
 PALETTE_RATE_UNNAMED: float = 0.15
@@ -70,35 +73,9 @@ BACKGROUND_MARGIN: float = 110.0
 _PALETTE_RGB = np.array([PALETTE[c] for c in COLOURS], dtype=np.float64)  # (C, 3)
 
 
-def sample_caption(
-    rng: np.random.Generator, shape: str, colour: str | None, size: str, background: str
-) -> str:
-    r"""
-    Writes a caption of a scene that names the shape and, at random, its size and background; the colour if given.
-
-    Args:
-        rng (`np.random.Generator`): The random source.
-        shape (`str`): One of `SHAPES`.
-        colour (`str`, *optional*): A palette colour to name, or `None` for a colour-less caption.
-        size (`str`): One of `SIZES`.
-        background (`str`): One of `BACKGROUNDS`.
-
-    Returns:
-        `str`: e.g. `"a photo of an orange diamond on a black background"`.
-    """
-    words = []
-    if rng.random() < 0.5:
-        words.append(size)
-    if colour is not None:
-        words.append(colour)
-    words.append(shape)
-    article = "an" if words[0] == "orange" and rng.random() < 0.5 else "a"
-    text = " ".join([article, *words])
-    if rng.random() < 0.5:
-        text += f" on a {background} background"
-    if rng.random() < 0.5:
-        text = f"{PREFIXES[rng.integers(len(PREFIXES))]} {text}"
-    return text
+def _name_orange(rng: np.random.Generator, text: str) -> str:
+    """Writes "an orange ..." instead of the world's "a orange ..." at the start of a noun phrase half of the time."""
+    return text.replace("a orange", "an orange", 1) if "a orange" in text and rng.random() < 0.5 else text
 
 
 def _off_palette_colour(rng: np.random.Generator, background: str) -> np.ndarray:
@@ -111,6 +88,57 @@ def _off_palette_colour(rng: np.random.Generator, background: str) -> np.ndarray
             and np.linalg.norm(background_rgb - rgb) >= BACKGROUND_MARGIN
         ):
             return rgb
+
+
+def _fill(rng: np.random.Generator, named: bool, background: str) -> tuple[str, np.ndarray]:
+    """A palette colour (always when named, with probability `PALETTE_RATE_UNNAMED` otherwise) or an off-palette fill;
+    returns the palette name (a placeholder for off-palette fills, which are never named) and the RGB fill."""
+    if named or rng.random() < PALETTE_RATE_UNNAMED:
+        colour = COLOURS[rng.integers(len(COLOURS))]
+        return colour, np.array(PALETTE[colour], dtype=np.float64)
+    return COLOURS[0], _off_palette_colour(rng, background)
+
+
+def sample_example(rng: np.random.Generator) -> tuple[list[tuple[Scene, np.ndarray]], str]:
+    r"""
+    Draws one image description of the toy CLIP's training distribution: one shape, a plural or a pair (with the
+    world's `KIND_RATES`), each shape with its RGB fill, and a caption that names each colour with probability
+    `COLOUR_NAMING_RATE` and the size (single shapes), background and prefix each with probability 1/2.
+
+    Returns:
+        `tuple[list[tuple[Scene, np.ndarray]], str]`: The shapes with their `(3,)` fills, and the caption.
+    """
+    kinds = tuple(KIND_RATES)
+    kind = kinds[rng.choice(len(kinds), p=np.array([KIND_RATES[k] for k in kinds]))]
+    background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+    prefix = PREFIXES[rng.integers(len(PREFIXES))] if rng.random() < 0.5 else None
+    name_background = bool(rng.random() < 0.5)
+    if kind == "single":
+        shape, size = SHAPES[rng.integers(len(SHAPES))], SIZES[rng.integers(len(SIZES))]
+        named = bool(rng.random() < COLOUR_NAMING_RATE)
+        colour, fill = _fill(rng, named, background)
+        dx, dy = rng.uniform(-MAX_JITTER, MAX_JITTER, size=2)
+        scene = Scene(shape, colour, size, background, dx=float(dx), dy=float(dy))
+        text = describe(scene, named, bool(rng.random() < 0.5), name_background, prefix)
+        return [(scene, fill)], _name_orange(rng, text)
+    if kind == "plural":
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        shapes, named = (shape, shape), (bool(rng.random() < COLOUR_NAMING_RATE),) * 2
+        colour, fill = _fill(rng, named[0], background)
+        fills = [(colour, fill), (colour, fill)]
+        connector = None
+    else:
+        first, second = rng.choice(len(SHAPES), size=2, replace=False)
+        shapes = (SHAPES[first], SHAPES[second])
+        named = tuple(bool(rng.random() < COLOUR_NAMING_RATE) for _ in range(2))
+        fills = [_fill(rng, flag, background) for flag in named]
+        connector = CONNECTORS[rng.integers(len(CONNECTORS))]
+    objects = []
+    for shape, (colour, fill), slot in zip(shapes, fills, ("left", "right")):
+        dx, dy = rng.uniform(-MAX_PAIR_JITTER, MAX_PAIR_JITTER, size=2)
+        objects.append((Scene(shape, colour, "small", background, dx=float(dx), dy=float(dy), slot=slot), fill))
+    text = describe([o for o, _ in objects], named, name_background=name_background, prefix=prefix, connector=connector)
+    return objects, _name_orange(rng, text)
 
 
 def sample_training_batch(
@@ -130,22 +158,11 @@ def sample_training_batch(
     images = np.empty((n, image_size, image_size, 3), dtype=np.float32)
     captions = []
     for i in range(n):
-        shape = SHAPES[rng.integers(len(SHAPES))]
-        size = SIZES[rng.integers(len(SIZES))]
-        background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
-        dx, dy = rng.uniform(-MAX_JITTER, MAX_JITTER, size=2)
-        named = rng.random() < COLOUR_NAMING_RATE
-        if named or rng.random() < PALETTE_RATE_UNNAMED:
-            colour = COLOURS[rng.integers(len(COLOURS))]
-            fill = np.array(PALETTE[colour], dtype=np.float64)
-        else:
-            colour = COLOURS[0]  # placeholder for `Scene`; the fill is off-palette
-            fill = _off_palette_colour(rng, background)
-        scene = Scene(shape=shape, colour=colour, size=size, background=background, dx=float(dx), dy=float(dy))
-        mask = shape_mask(scene, image_size)  # (H, W)
-        images[i] = BACKGROUND_RGB[background]
-        images[i][mask] = fill
-        captions.append(sample_caption(rng, shape, colour if named else None, size, background))
+        objects, text = sample_example(rng)
+        images[i] = BACKGROUND_RGB[objects[0][0].background]
+        for scene, fill in objects:
+            images[i][shape_mask(scene, image_size)] = fill
+        captions.append(text)
     return images, captions
 
 

@@ -1,0 +1,118 @@
+"""The entries of the hard Shapes-world edit benchmark (`shapes.json`), written by `make_shapes_presets.py`.
+
+Each entry recolours a default-coloured shape ("a circle" -> "a green circle"). Every test prompt carries its type:
+
+- positives (should take the new colour): `phrasing` (other templates, prefixes, backgrounds), `plural` ("two
+  circles"), `scene` (a two-object scene that holds the shape, on either side);
+- negatives (must keep their colour): `related` (the look-alike shape: oval for circle, rectangle for square, and back),
+  `explicit` (the same shape with another colour named: "a blue circle", whose destination is "a green circle"),
+  `other-object` (the other shape of a two-object scene that holds the edited shape), `unrelated` (another shape).
+
+Negatives never show the destination colour by default: their shape's default colour differs from it, and the debiasing
+diamond (orange or blue) is never one of them. A shape without a look-alike gets a second `explicit` and a second
+`unrelated` negative in place of the two `related` ones.
+"""
+
+from time_core.shapes.world import DEBIAS_SHAPE, DEFAULT_COLOURS, PALETTE, RELATED_SHAPES, Scene, describe
+
+
+# Destination colours of each shape's edits: never the shape's own default, nor its look-alike's.
+EDIT_COLOURS: dict[str, tuple[str, ...]] = {
+    "circle": ("green", "blue", "yellow"),
+    "oval": ("green", "blue", "purple"),
+    "square": ("red", "yellow", "purple"),
+    "rectangle": ("red", "yellow", "purple"),
+    "triangle": ("orange", "purple", "red"),
+    "star": ("blue", "green", "purple"),
+    "heart": ("orange", "yellow", "green"),
+}
+
+
+def _one(shape: str, colour: str, size: str = "big", background: str = "white") -> Scene:
+    return Scene(shape, colour, size, background)
+
+
+def _pair(left: str, right: str, colours: tuple[str, str], background: str = "white") -> tuple[Scene, Scene]:
+    return (Scene(left, colours[0], "small", background, slot="left"),
+            Scene(right, colours[1], "small", background, slot="right"))
+
+
+def _test(kind: str, before: str, after: str) -> dict[str, str]:
+    return {"prompt": before, "destination": after, "type": kind}
+
+
+def _others(shape: str, colour: str | None, turn: int) -> list[str]:
+    """Shapes that are neither `shape`, its look-alike nor the diamond, and (unless `colour` is `None`) whose default
+    colour is not `colour`; in a fixed order rotated by `turn`, so that entries of one shape vary their partners."""
+    excluded = {shape, RELATED_SHAPES.get(shape), DEBIAS_SHAPE}
+    others = [s for s in DEFAULT_COLOURS if s not in excluded and DEFAULT_COLOURS[s] != colour]
+    turn %= len(others)
+    return others[turn:] + others[:turn]
+
+
+def _explicit_colours(shape: str, colour: str) -> list[str]:
+    """Palette colours other than the destination and the shape's default, in palette order."""
+    return [c for c in PALETTE if c not in (colour, DEFAULT_COLOURS[shape])]
+
+
+def positives(shape: str, colour: str, others: list[str]) -> list[dict[str, str]]:
+    """The five positives of an entry: two phrasings, a plural and two scenes (the shape left, then right)."""
+    big = _one(shape, colour)
+    dark = _one(shape, colour, background="black")
+    left, right = others[0], others[1]
+    scene_left = _pair(shape, left, (colour, DEFAULT_COLOURS[left]))
+    scene_right = _pair(right, shape, (DEFAULT_COLOURS[right], colour))
+    plural = _pair(shape, shape, (colour, colour))
+    return [
+        _test("phrasing", describe(big, False, name_size=True, prefix="a photo of"),
+              describe(big, True, name_size=True, prefix="a photo of")),
+        _test("phrasing", describe(dark, False, name_background=True), describe(dark, True, name_background=True)),
+        _test("plural", describe(plural, False), describe(plural, True)),
+        _test("scene", describe(scene_left, (False, False), connector="next to"),
+              describe(scene_left, (True, False), connector="next to")),
+        _test("scene", describe(scene_right, (False, False), connector="and"),
+              describe(scene_right, (False, True), connector="and")),
+    ]
+
+
+def negatives(shape: str, colour: str, others: list[str]) -> list[dict[str, str]]:
+    """The five negatives of an entry (see the module docstring); `others` are shapes whose default is not `colour`."""
+    explicit = _explicit_colours(shape, colour)
+    tests = []
+    related = RELATED_SHAPES.get(shape)
+    if related is not None:
+        tests.append(_test("related", describe(_one(related, colour), False), describe(_one(related, colour), True)))
+    # "a blue circle" must stay blue: its destination is the edit's colour on the same shape.
+    tests.append(_test("explicit", describe(_one(shape, explicit[0]), True), describe(_one(shape, colour), True)))
+    other = others[0]
+    scene = _pair(shape, other, (DEFAULT_COLOURS[shape], colour))
+    tests.append(_test("other-object", describe(scene, (False, False), connector="next to"),
+                       describe(scene, (False, True), connector="next to")))
+    unrelated = _one(others[1], colour)
+    tests.append(_test("unrelated", describe(unrelated, False), describe(unrelated, True)))
+    if related is not None:
+        plural = _pair(related, related, (colour, colour))
+        tests.append(_test("related", describe(plural, False), describe(plural, True)))
+    else:
+        photo = _one(shape, explicit[1])
+        tests.append(_test("explicit", describe(photo, True, prefix="a picture of"),
+                           describe(_one(shape, colour), True, prefix="a picture of")))
+        dark = _one(others[2 % len(others)], colour, background="black")
+        tests.append(_test("unrelated", describe(dark, False, name_background=True),
+                           describe(dark, True, name_background=True)))
+    return tests
+
+
+def hard_entries() -> list[dict]:
+    """Every entry of the hard benchmark, in a fixed order."""
+    entries = []
+    for shape, colours in EDIT_COLOURS.items():
+        for k, colour in enumerate(colours):
+            source = _one(shape, colour)
+            entries.append({
+                "source": describe(source, False),
+                "destination": describe(source, True),
+                "positives": positives(shape, colour, _others(shape, None, k)),
+                "negatives": negatives(shape, colour, _others(shape, colour, k)),
+            })
+    return entries
