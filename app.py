@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Gradio demo of TIME (Orgad, Kawar, Belinkov, ICCV 2023): edit, compare, score, sweep λ, debias.
 
-The page only lays out components and wires events; every computation lives in `time_core` (`time_core.demo`,
-`time_core.debias`). Run `python app.py --help` for the flags.
+The page only lays out components and wires events; every computation lives in `time_core.demo` (and the library
+below it). Run `python app.py --help` for the flags.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ import argparse  # noqa: E402
 import functools  # noqa: E402
 import itertools  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
 import time_core.demo as demo  # noqa: E402
 from time_core import ModelLoadError  # noqa: E402
-from time_core.debias import run_debias  # noqa: E402
-from time_core.scoring import ScorerWeightsUnavailableError  # noqa: E402
+from time_core.demo.texts import CSS, DEBIAS_HELP, DESCRIPTION, EDIT_HELP, SWEEP_HELP  # noqa: E402
+from time_core.evaluation.scoring import ScorerWeightsUnavailableError  # noqa: E402
 
 try:  # Hugging Face ZeroGPU: heavy functions get a GPU for their duration; a no-op everywhere else.
     import spaces
@@ -42,43 +43,10 @@ def _identity(fn):
     return fn
 
 
-PAPER = "https://arxiv.org/abs/2303.08084"
-DESCRIPTION = f"""\
-# TIME: Editing Implicit Assumptions in Text-to-Image Diffusion Models
+LIGHT = dict(concurrency_limit=None, show_progress="hidden")  # events that compute nothing heavy
 
-[Paper]({PAPER}) · Orgad, Kawar, Belinkov, ICCV 2023. A text-to-image model fills in what a prompt leaves out ("a pack
-of roses" comes out red). TIME edits that assumption in closed form: from a **source** prompt and a **destination**
-that states the attribute ("a pack of **blue** roses"), it updates the cross-attention projections so that the source
-and related prompts follow the destination while unrelated prompts stay as they were. The **original** and the
-**edited** model run with the same seeds; each caption gives CLIP's P = probability of the destination over the prompt.
-"""
-EDIT_HELP = """\
-**λ** weighs how close the edited projections stay to the original ones: small λ is a strong edit, large λ a weak one.
-**Positives** should follow the edit (generality); **negatives** should not (specificity); **efficacy** is the share of
-source images that show the destination.
-"""
-SWEEP_HELP = """\
-Sweeps λ for the edit, test prompts and settings of the **Edit** tab (including stacked edits): one
-eigendecomposition serves every λ and the original images come from the cache. The strip shows the first positive
-and the first negative prompt (first seed) for each λ, like Fig. 7 of the paper.
-"""
-DEBIAS_HELP = """\
-Debiasing (paper Sec. 5.5, App. H.2): F_p is the share of a prompt's images classified as the first attribute. A
-binary search over log λ on the **validation** prompt looks for the λ whose F_p is within 10% (relative) of the target,
-then F_p is measured before and after the edit on five held-out **test** prompts.
-"""
-CSS = """
-.gallery-panel .grid-container { grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)) !important; }
-.gallery-panel .caption-label { font-size: 11px; padding: 1px 4px; max-width: calc(100% - 8px); }
-#status-line p { margin: 0; }
-#model-line p { margin: 0; font-size: 0.9em; }
-footer { display: none !important; }
-"""
-
-# --------------------------------------------------------------------------------------------------------------------
 # Event handlers: module-level functions; the shared runtime is bound with functools.partial. They never mutate the
 # runtime; a session's edits live in its gr.State and are returned, not modified.
-# --------------------------------------------------------------------------------------------------------------------
 
 
 def _raise(error: Exception):
@@ -95,10 +63,6 @@ def on_preset(key: str | None):
     return prompts.source, prompts.destination, prompts.table()
 
 
-def on_lam_slider(log_lam: float) -> str:
-    return demo.lam_from_log(log_lam)
-
-
 def on_lam_text(text: str):
     try:
         return demo.log_from_lam(text)
@@ -107,36 +71,13 @@ def on_lam_text(text: str):
         return gr.skip()
 
 
-def _prompt_set(source: str, destination: str, tests) -> demo.PromptSet:
-    positives, negatives = demo.parse_test_prompts(tests)
-    return demo.PromptSet((source or "").strip(), (destination or "").strip(), positives, negatives)
-
-
-def _gallery(images) -> list:
-    return [(im.image, im.caption) for im in images]
-
-
 @gpu(duration=120)
-def edit_and_generate(
-    runtime: demo.DemoRuntime,
-    source: str,
-    destination: str,
-    tests,
-    lam_text: str,
-    edit_keys: bool,
-    augment: bool,
-    num_seeds,
-    first_seed,
-    steps,
-    guidance,
-    size,
-    session: demo.SessionEdits,
-    progress=gr.Progress(),
-):
+def edit_and_generate(runtime: demo.DemoRuntime, source, destination, tests, lam_text, edit_keys, augment, num_seeds,
+                      first_seed, steps, guidance, size, session: demo.SessionEdits, progress=gr.Progress()):
     try:
         lam = demo.parse_lam(lam_text)
         settings = runtime.settings(num_seeds, first_seed, steps, guidance, size)
-        prompts = _prompt_set(source, destination, tests)
+        prompts = demo.PromptSet.from_fields(source, destination, tests)
         updates = demo.run_edit(runtime, session, prompts, lam, settings, bool(edit_keys), bool(augment), progress)
         first = next(updates)
     except ValueError as error:
@@ -144,37 +85,20 @@ def edit_and_generate(
     session = session.with_edit(first.edit)
     edit_file = str(demo.save_edit_file(first.edit, runtime.workdir))
     columns = len(settings.seeds)  # one row per prompt
-    yield (gr.Gallery(_gallery(first.original), columns=columns), gr.Gallery([], columns=columns),
-           demo.scores_rows(first.scores), first.status(), demo.edit_details(first), edit_file,
-           session)
+    yield (gr.Gallery(demo.gallery_items(first.original), columns=columns), gr.Gallery([], columns=columns),
+           demo.scores_rows(first.scores), demo.edit_status(first), demo.edit_details(first), edit_file, session)
     for update in updates:  # the final yield repeats every output, so API clients receive the complete result
-        yield (_gallery(update.original), _gallery(update.edited), demo.scores_rows(update.scores),
-               update.status(), demo.edit_details(update), edit_file, session)
+        yield (demo.gallery_items(update.original), demo.gallery_items(update.edited), demo.scores_rows(update.scores),
+               demo.edit_status(update), demo.edit_details(update), edit_file, session)
 
 
 @gpu(duration=300)
-def sweep_lambda(
-    runtime: demo.DemoRuntime,
-    source: str,
-    destination: str,
-    tests,
-    edit_keys: bool,
-    augment: bool,
-    log_min,
-    log_max,
-    count,
-    sweep_seeds,
-    first_seed,
-    steps,
-    guidance,
-    size,
-    session: demo.SessionEdits,
-    progress=gr.Progress(),
-):
+def sweep_lambda(runtime: demo.DemoRuntime, source, destination, tests, edit_keys, augment, log_min, log_max, count,
+                 sweep_seeds, first_seed, steps, guidance, size, session: demo.SessionEdits, progress=gr.Progress()):
     try:
         lams = demo.lambda_grid(log_min, log_max, count)
         settings = runtime.settings(sweep_seeds, first_seed, steps, guidance, size)
-        prompts = _prompt_set(source, destination, tests)
+        prompts = demo.PromptSet.from_fields(source, destination, tests)
         updates = demo.run_sweep(runtime, session, prompts, lams, settings, bool(edit_keys), bool(augment), progress)
         update = next(updates)
     except ValueError as error:
@@ -188,23 +112,12 @@ def sweep_lambda(
 
 
 @gpu(duration=300)
-def debias(
-    runtime: demo.DemoRuntime,
-    key: str,
-    target,
-    num_seeds,
-    log_min,
-    log_max,
-    iterations,
-    steps,
-    guidance,
-    size,
-    progress=gr.Progress(),
-):
+def debias(runtime: demo.DemoRuntime, key, target, num_seeds, log_min, log_max, iterations, steps, guidance, size,
+           progress=gr.Progress()):
     try:
         entry = demo.debias_entry(key)
         settings = runtime.settings(num_seeds, 0, steps, guidance, size, max_seeds=4 * runtime.config.max_seeds)
-        updates = run_debias(runtime, entry, target, settings, log_min, log_max, iterations, progress=progress)
+        updates = demo.run_debias(runtime, entry, target, settings, log_min, log_max, iterations, progress=progress)
         update = next(updates)
     except ValueError as error:
         _raise(error)
@@ -212,8 +125,8 @@ def debias(
         found = None
         if update.result is not None and update.result.lam is not None:
             found = (update.entry.source, update.entry.destination, demo.format_lam(update.result.lam))
-        yield (update.status(), update.search_rows(), update.validation, update.test_rows(),
-               list(update.test_original), list(update.test_edited), found)
+        yield (demo.debias_status(update), demo.debias_search_rows(update), update.validation,
+               demo.debias_test_rows(update), list(update.test_original), list(update.test_edited), found)
 
 
 def use_debias_edit(found):
@@ -252,185 +165,209 @@ def upload_edit(runtime: demo.DemoRuntime, path: str | None):
     lam_text = demo.format_lam(edit.lam)
     gr.Info(f"loaded an edit of {len(edit.sources)} pair(s), λ = {lam_text}")
     return (session, session.stack_rows(), edit.sources[-1], edit.destinations[-1], lam_text,
-            demo.log_from_lam(lam_text), edit.edit_keys, edit.augment)
+            demo.log_from_lam(lam_text), getattr(edit, "edit_keys", True), edit.augment)
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Layout
-# --------------------------------------------------------------------------------------------------------------------
+# Layout: one function per tab (and per panel of the Edit tab); each returns its components by name.
+
+
+def _gallery_panel(label: str, columns: int, image_format: str, **kwargs) -> gr.Gallery:
+    return gr.Gallery(label=label, columns=columns, format=image_format, elem_classes="gallery-panel", **kwargs)
+
+
+def edit_controls(runtime: demo.DemoRuntime) -> SimpleNamespace:
+    """The left column of the Edit tab: preset, prompts, λ, flags, test prompts, advanced settings, edit stack."""
+    config = runtime.config
+    choices = demo.preset_choices(config.family)
+    start = demo.preset_prompts(choices[0][1])
+    c = SimpleNamespace()
+    c.preset = gr.Dropdown(choices, value=choices[0][1], label="Preset", filterable=True,
+                           info=f"{len(choices)} edits; type to search")
+    with gr.Row():
+        c.source = gr.Textbox(start.source, label="Source prompt", placeholder="a pack of roses")
+        c.destination = gr.Textbox(start.destination, label="Destination prompt", placeholder="a pack of blue roses")
+    with gr.Row(equal_height=True):
+        c.lam_slider = gr.Slider(demo.LOG_LAM_MIN, demo.LOG_LAM_MAX, value=-1.0, step=0.05, label="log10 λ", scale=3)
+        c.lam_text = gr.Textbox(demo.format_lam(config.lam), label="λ", scale=1, min_width=90)
+    with gr.Row():
+        c.edit_keys = gr.Checkbox(True, label="Edit keys too (K+V)")
+        c.augment = gr.Checkbox(True, label="Augment prompts")
+    c.run = gr.Button("Edit and generate", variant="primary")
+    with gr.Accordion("Test prompts (positives should change, negatives should not)", open=False):
+        c.tests = gr.Dataframe(start.table(), headers=list(demo.TEST_HEADERS), type="array", interactive=True,
+                               column_count=3, wrap=True, label="role · prompt · destination used for scoring")
+    with gr.Accordion("Advanced", open=False):
+        with gr.Row():
+            c.num_seeds = gr.Number(config.num_seeds, label=f"Seeds (≤ {config.max_seeds})", precision=0)
+            c.first_seed = gr.Number(0, label="First seed", precision=0)
+        with gr.Row():
+            c.steps = gr.Number(config.steps, label=f"Steps (≤ {config.max_steps})", precision=0)
+            c.guidance = gr.Number(config.guidance, label="Guidance scale")
+            c.size = gr.Number(runtime.default_size, label=f"Size (≤ {config.max_size})", precision=0,
+                               step=runtime.size_step)
+    with gr.Accordion("Edit stack, download, upload", open=False):
+        gr.Markdown("Stacked edits are applied together with the current one, as one multi-edit.")
+        c.stack = gr.Dataframe([], headers=["#", "source", "destination"], type="array", interactive=False,
+                               label="Stacked edits")
+        with gr.Row():
+            c.push = gr.Button("Add current edit", size="sm")
+            c.undo = gr.Button("Undo", size="sm")
+            c.reset = gr.Button("Reset", size="sm", variant="stop")
+        c.edit_file = gr.File(label="Current edit (.safetensors)", interactive=False)
+        c.upload = gr.File(label="Upload an edit file", file_types=[".safetensors"], type="filepath")
+    gr.Markdown(EDIT_HELP)
+    return c
+
+
+def edit_results(runtime: demo.DemoRuntime, image_format: str) -> SimpleNamespace:
+    """The right column of the Edit tab: status, scores, the two galleries and the JSON details."""
+    columns = runtime.config.num_seeds
+    r = SimpleNamespace()
+    r.status = gr.Markdown("Press **Edit and generate**.", elem_id="status-line")
+    r.scores = gr.Dataframe([], headers=list(demo.SCORE_HEADERS), type="array", interactive=False,
+                            label="Scores (%, mean ± std over seeds)")
+    with gr.Row(equal_height=False):
+        r.original = _gallery_panel("original model", columns, image_format, elem_id="gallery-original", height=560,
+                                    object_fit="contain")
+        r.edited = _gallery_panel("edited model", columns, image_format, elem_id="gallery-edited", height=560,
+                                  object_fit="contain")
+    with gr.Accordion("Details (JSON)", open=False):
+        r.details = gr.JSON(label="edit, scores and P(destination) of every image")
+    return r
+
+
+def edit_tab(runtime: demo.DemoRuntime, image_format: str) -> SimpleNamespace:
+    """The Edit tab: the controls and results, and examples that fill the prompts and move the λ slider."""
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=360):
+            tab = edit_controls(runtime)
+        with gr.Column(scale=3, min_width=480):
+            tab.results = edit_results(runtime, image_format)
+    examples = (
+        [["a circle", "a green circle", "0.1"], ["a square", "a red square", "1"], ["a star", "a blue star", "0.1"]]
+        if runtime.config.family == demo.TOY
+        else [["a pack of roses", "a pack of blue roses", "0.1"], ["A banana", "A blue banana", "0.1"],
+              ["A dog", "A dog with a hat", "0.1"]]
+    )
+    examples = [row + [demo.log_from_lam(row[2])] for row in examples]  # each row also moves the slider
+    gr.Examples(examples, [tab.source, tab.destination, tab.lam_text, tab.lam_slider],
+                label="Examples (fill the fields)", cache_examples=False)
+    return tab
+
+
+def sweep_tab(runtime: demo.DemoRuntime, image_format: str) -> SimpleNamespace:
+    """The λ sweep tab: range, count and seeds; the plot, the table and the image strip."""
+    config = runtime.config
+    tab = SimpleNamespace()
+    gr.Markdown(SWEEP_HELP)
+    with gr.Row():
+        tab.log_min = gr.Number(config.sweep_log_min, label="smallest log10 λ")
+        tab.log_max = gr.Number(config.sweep_log_max, label="largest log10 λ")
+        tab.count = gr.Number(config.sweep_count, label=f"λ values ({demo.SWEEP_MIN_COUNT}–{demo.SWEEP_MAX_COUNT})",
+                              precision=0)
+        tab.seeds = gr.Number(config.sweep_seeds, label="seeds per λ", precision=0)
+        tab.run = gr.Button("Sweep λ", variant="primary")
+    tab.status = gr.Markdown(elem_id="sweep-status")
+    with gr.Row(equal_height=False):
+        tab.plot = gr.Plot(label="metrics vs λ", format="png", elem_id="sweep-plot")
+        tab.table = gr.Dataframe([], headers=["λ", "efficacy", "generality", "specificity"], type="array",
+                                 interactive=False, label="Scores (%)")
+    tab.gallery = _gallery_panel("positive (top) and negative (bottom) prompt, original then each λ",
+                                 config.sweep_count + 1, image_format, height=300, elem_id="gallery-sweep",
+                                 object_fit="contain")
+    return tab
+
+
+def debias_tab(runtime: demo.DemoRuntime, image_format: str) -> SimpleNamespace:
+    """The Debias tab: the prompt, target share and search settings; the search, F_p tables and images."""
+    config = runtime.config
+    choices = demo.preset_choices(config.family, kind="debias")
+    tab = SimpleNamespace()
+    gr.Markdown(DEBIAS_HELP)
+    with gr.Row():
+        tab.preset = gr.Dropdown(choices, value=choices[0][1], label="Prompt", filterable=True, scale=3)
+        tab.target = gr.Slider(5, 95, value=50, step=1, label="Target share F_p (%)", scale=2)
+    with gr.Row():
+        tab.seeds = gr.Number(config.debias_seeds, label="images per prompt", precision=0)
+        tab.log_min = gr.Number(demo.LOG_LAM_MIN, label="smallest log10 λ")
+        tab.log_max = gr.Number(demo.LOG_LAM_MAX, label="largest log10 λ")
+        tab.iterations = gr.Number(config.debias_iterations, label="max. search steps", precision=0)
+        tab.run = gr.Button("Search λ", variant="primary")
+    tab.status = gr.Markdown()
+    tab.found = gr.State(None)
+    with gr.Row(equal_height=False):
+        tab.search = gr.Dataframe([], headers=["step", "λ", "F_p", "rel. error"], type="array", interactive=False,
+                                  label="Binary search (validation prompt)")
+        tab.tests = gr.Dataframe([], headers=["test prompt", "F_p original", "F_p edited"], type="array",
+                                 interactive=False, label="F_p on the test prompts")
+    tab.validation = _gallery_panel("validation prompt, latest λ (caption: classified as)", 8, image_format,
+                                    height=220)
+    with gr.Row():
+        tab.original = _gallery_panel("test prompts, original model", 8, image_format, height=300)
+        tab.edited = _gallery_panel("test prompts, edited model", 8, image_format, height=300)
+    tab.use = gr.Button("Use this edit in the Edit tab", size="sm")
+    return tab
+
+
+def wire_edit(runtime: demo.DemoRuntime, e: SimpleNamespace, session: gr.State) -> None:
+    """The Edit tab's events: presets, λ fields, the edit itself, the stack and edit files."""
+    e.preset.change(on_preset, e.preset, [e.source, e.destination, e.tests], api_name=False, **LIGHT)
+    e.lam_slider.input(demo.lam_from_log, e.lam_slider, e.lam_text, api_name=False, **LIGHT)
+    e.lam_text.submit(on_lam_text, e.lam_text, e.lam_slider, api_name=False, **LIGHT)
+    e.lam_text.blur(on_lam_text, e.lam_text, e.lam_slider, api_name=False, **LIGHT)
+    r = e.results
+    inputs = [e.source, e.destination, e.tests, e.lam_text, e.edit_keys, e.augment, e.num_seeds, e.first_seed,
+              e.steps, e.guidance, e.size, session]
+    outputs = [r.original, r.edited, r.scores, r.status, r.details, e.edit_file, session]
+    handler = functools.partial(edit_and_generate, runtime)
+    e.run.click(handler, inputs, outputs, api_name="edit")
+    e.source.submit(handler, inputs, outputs, api_name=False)
+    e.destination.submit(handler, inputs, outputs, api_name=False)
+    e.push.click(functools.partial(push_edit, runtime), [e.source, e.destination, session], [session, e.stack],
+                 api_name="push", **LIGHT)
+    e.undo.click(undo_edit, session, [session, e.stack], api_name="undo", **LIGHT)
+    e.reset.click(reset_edits, session, [session, e.stack], api_name="reset", **LIGHT)
+    e.upload.upload(functools.partial(upload_edit, runtime), e.upload,
+                    [session, e.stack, e.source, e.destination, e.lam_text, e.lam_slider, e.edit_keys, e.augment],
+                    api_name="upload", **LIGHT)
+
+
+def wire_sweep_and_debias(runtime: demo.DemoRuntime, e: SimpleNamespace, s: SimpleNamespace, d: SimpleNamespace,
+                          session: gr.State) -> None:
+    """The λ sweep and Debias events (they read the Edit tab's prompts and settings)."""
+    s.run.click(
+        functools.partial(sweep_lambda, runtime),
+        [e.source, e.destination, e.tests, e.edit_keys, e.augment, s.log_min, s.log_max, s.count, s.seeds,
+         e.first_seed, e.steps, e.guidance, e.size, session],
+        [s.plot, s.gallery, s.table, s.status],
+        api_name="sweep",
+    )
+    d.run.click(
+        functools.partial(debias, runtime),
+        [d.preset, d.target, d.seeds, d.log_min, d.log_max, d.iterations, e.steps, e.guidance, e.size],
+        [d.status, d.search, d.validation, d.tests, d.original, d.edited, d.found],
+        api_name="debias",
+    )
+    d.use.click(use_debias_edit, d.found, [e.source, e.destination, e.lam_text, e.lam_slider], api_name=False,
+                **LIGHT)
 
 
 def build_demo(runtime: demo.DemoRuntime) -> gr.Blocks:
     """The Blocks app for a loaded runtime."""
-    config = runtime.config
-    family = config.family
-    image_format = "png" if family == "toy" else "webp"
-    first = demo.preset_choices(family)[0][1]
-    start = demo.preset_prompts(first)
-    edit_choices = demo.preset_choices(family)
-    debias_choices = demo.preset_choices(family, kind="debias")
-    light = dict(concurrency_limit=None, show_progress="hidden")
-
+    image_format = "png" if runtime.config.family == demo.TOY else "webp"
     with gr.Blocks(title="TIME: editing implicit assumptions", delete_cache=(3600, 7200)) as app:
         gr.Markdown(DESCRIPTION)
         gr.Markdown(runtime.describe(), elem_id="model-line")
         session = gr.State(demo.SessionEdits())
         with gr.Tabs():
             with gr.Tab("Edit", id="edit"):
-                with gr.Row(equal_height=False):
-                    with gr.Column(scale=2, min_width=360):
-                        preset = gr.Dropdown(edit_choices, value=first, label="Preset", filterable=True,
-                                             info=f"{len(edit_choices)} edits; type to search")
-                        with gr.Row():
-                            source = gr.Textbox(start.source, label="Source prompt", placeholder="a pack of roses")
-                            destination = gr.Textbox(start.destination, label="Destination prompt",
-                                                     placeholder="a pack of blue roses")
-                        with gr.Row(equal_height=True):
-                            lam_slider = gr.Slider(demo.LOG_LAM_MIN, demo.LOG_LAM_MAX, value=-1.0, step=0.05,
-                                                   label="log10 λ", scale=3)
-                            lam_text = gr.Textbox(demo.format_lam(config.lam), label="λ", scale=1, min_width=90)
-                        with gr.Row():
-                            edit_keys = gr.Checkbox(True, label="Edit keys too (K+V)")
-                            augment = gr.Checkbox(True, label="Augment prompts")
-                        run = gr.Button("Edit and generate", variant="primary")
-                        with gr.Accordion("Test prompts (positives should change, negatives should not)", open=False):
-                            tests = gr.Dataframe(start.table(), headers=list(demo.TEST_HEADERS), type="array",
-                                                 interactive=True, column_count=3, wrap=True,
-                                                 label="role · prompt · destination used for scoring")
-                        with gr.Accordion("Advanced", open=False):
-                            with gr.Row():
-                                num_seeds = gr.Number(config.num_seeds, label=f"Seeds (≤ {config.max_seeds})",
-                                                      precision=0)
-                                first_seed = gr.Number(0, label="First seed", precision=0)
-                            with gr.Row():
-                                steps = gr.Number(config.steps, label=f"Steps (≤ {config.max_steps})", precision=0)
-                                guidance = gr.Number(config.guidance, label="Guidance scale")
-                                size = gr.Number(runtime.default_size, label=f"Size (≤ {config.max_size})",
-                                                 precision=0, step=runtime.size_step)
-                        with gr.Accordion("Edit stack, download, upload", open=False):
-                            gr.Markdown("Stacked edits are applied together with the current one, as one multi-edit.")
-                            stack = gr.Dataframe([], headers=["#", "source", "destination"], type="array",
-                                                 interactive=False, label="Stacked edits")
-                            with gr.Row():
-                                push = gr.Button("Add current edit", size="sm")
-                                undo = gr.Button("Undo", size="sm")
-                                reset = gr.Button("Reset", size="sm", variant="stop")
-                            edit_file = gr.File(label="Current edit (.safetensors)", interactive=False)
-                            upload = gr.File(label="Upload an edit file", file_types=[".safetensors"],
-                                             type="filepath")
-                        gr.Markdown(EDIT_HELP)
-                    with gr.Column(scale=3, min_width=480):
-                        status = gr.Markdown("Press **Edit and generate**.", elem_id="status-line")
-                        scores = gr.Dataframe([], headers=list(demo.SCORE_HEADERS), type="array", interactive=False,
-                                              label="Scores (%, mean ± std over seeds)")
-                        with gr.Row(equal_height=False):
-                            gallery_original = gr.Gallery(label="original model", columns=config.num_seeds,
-                                                          format=image_format, elem_id="gallery-original",
-                                                          elem_classes="gallery-panel", height=560,
-                                                          object_fit="contain")
-                            gallery_edited = gr.Gallery(label="edited model", columns=config.num_seeds,
-                                                        format=image_format, elem_id="gallery-edited",
-                                                        elem_classes="gallery-panel", height=560,
-                                                        object_fit="contain")
-                        with gr.Accordion("Details (JSON)", open=False):
-                            details = gr.JSON(label="edit, scores and P(destination) of every image")
-                examples = (
-                    [["a circle", "a green circle", "0.1"], ["a square", "a red square", "1"],
-                     ["a star", "a blue star", "0.1"]]
-                    if family == "toy"
-                    else [["a pack of roses", "a pack of blue roses", "0.1"], ["A banana", "A blue banana", "0.1"],
-                          ["A dog", "A dog with a hat", "0.1"]]
-                )
-                # Each row fills the λ box and moves the slider to the same value.
-                examples = [row + [demo.log_from_lam(row[2])] for row in examples]
-                gr.Examples(examples, [source, destination, lam_text, lam_slider], label="Examples (fill the fields)",
-                            cache_examples=False)
-
+                edit = edit_tab(runtime, image_format)
             with gr.Tab("λ sweep", id="sweep"):
-                gr.Markdown(SWEEP_HELP)
-                with gr.Row():
-                    sweep_min = gr.Number(config.sweep_log_min, label="smallest log10 λ")
-                    sweep_max = gr.Number(config.sweep_log_max, label="largest log10 λ")
-                    sweep_count = gr.Number(config.sweep_count, label=f"λ values ({demo.SWEEP_MIN_COUNT}–"
-                                                                    f"{demo.SWEEP_MAX_COUNT})", precision=0)
-                    sweep_seeds = gr.Number(config.sweep_seeds, label="seeds per λ", precision=0)
-                    sweep_run = gr.Button("Sweep λ", variant="primary")
-                sweep_status = gr.Markdown(elem_id="sweep-status")
-                with gr.Row(equal_height=False):
-                    sweep_plot = gr.Plot(label="metrics vs λ", format="png", elem_id="sweep-plot")
-                    sweep_table = gr.Dataframe([], headers=["λ", "efficacy", "generality", "specificity"],
-                                               type="array", interactive=False, label="Scores (%)")
-                sweep_gallery = gr.Gallery(label="positive (top) and negative (bottom) prompt, original then each λ",
-                                           columns=config.sweep_count + 1, format=image_format, height=300,
-                                           elem_id="gallery-sweep", elem_classes="gallery-panel",
-                                           object_fit="contain")
-
+                sweep = sweep_tab(runtime, image_format)
             with gr.Tab("Debias", id="debias"):
-                gr.Markdown(DEBIAS_HELP)
-                with gr.Row():
-                    debias_preset = gr.Dropdown(debias_choices, value=debias_choices[0][1], label="Prompt",
-                                                filterable=True, scale=3)
-                    target = gr.Slider(5, 95, value=50, step=1, label="Target share F_p (%)", scale=2)
-                with gr.Row():
-                    debias_seeds = gr.Number(config.debias_seeds, label="images per prompt", precision=0)
-                    debias_min = gr.Number(demo.LOG_LAM_MIN, label="smallest log10 λ")
-                    debias_max = gr.Number(demo.LOG_LAM_MAX, label="largest log10 λ")
-                    debias_iterations = gr.Number(config.debias_iterations, label="max. search steps", precision=0)
-                    debias_run = gr.Button("Search λ", variant="primary")
-                debias_status = gr.Markdown()
-                debias_found = gr.State(None)
-                with gr.Row(equal_height=False):
-                    debias_search = gr.Dataframe([], headers=["step", "λ", "F_p", "rel. error"], type="array",
-                                                 interactive=False, label="Binary search (validation prompt)")
-                    debias_tests = gr.Dataframe([], headers=["test prompt", "F_p original", "F_p edited"],
-                                                type="array", interactive=False, label="F_p on the test prompts")
-                debias_validation = gr.Gallery(label="validation prompt, latest λ (caption: classified as)",
-                                               columns=8, height=220, format=image_format,
-                                               elem_classes="gallery-panel")
-                with gr.Row():
-                    debias_original = gr.Gallery(label="test prompts, original model", columns=8, height=300,
-                                                 format=image_format, elem_classes="gallery-panel")
-                    debias_edited = gr.Gallery(label="test prompts, edited model", columns=8, height=300,
-                                               format=image_format, elem_classes="gallery-panel")
-                use_found = gr.Button("Use this edit in the Edit tab", size="sm")
-
-        # Events ----------------------------------------------------------------------------------------------------
-        preset.change(on_preset, preset, [source, destination, tests], api_name=False, **light)
-        lam_slider.input(on_lam_slider, lam_slider, lam_text, api_name=False, **light)
-        lam_text.submit(on_lam_text, lam_text, lam_slider, api_name=False, **light)
-        lam_text.blur(on_lam_text, lam_text, lam_slider, api_name=False, **light)
-
-        generation = [num_seeds, first_seed, steps, guidance, size]
-        edit_inputs = [source, destination, tests, lam_text, edit_keys, augment, *generation, session]
-        edit_outputs = [gallery_original, gallery_edited, scores, status, details, edit_file, session]
-        run.click(functools.partial(edit_and_generate, runtime), edit_inputs, edit_outputs, api_name="edit")
-        source.submit(functools.partial(edit_and_generate, runtime), edit_inputs, edit_outputs, api_name=False)
-        destination.submit(functools.partial(edit_and_generate, runtime), edit_inputs, edit_outputs, api_name=False)
-
-        sweep_run.click(
-            functools.partial(sweep_lambda, runtime),
-            [source, destination, tests, edit_keys, augment, sweep_min, sweep_max, sweep_count, sweep_seeds,
-             first_seed, steps, guidance, size, session],
-            [sweep_plot, sweep_gallery, sweep_table, sweep_status],
-            api_name="sweep",
-        )
-        debias_run.click(
-            functools.partial(debias, runtime),
-            [debias_preset, target, debias_seeds, debias_min, debias_max, debias_iterations, steps, guidance, size],
-            [debias_status, debias_search, debias_validation, debias_tests, debias_original, debias_edited,
-             debias_found],
-            api_name="debias",
-        )
-        use_found.click(use_debias_edit, debias_found, [source, destination, lam_text, lam_slider], api_name=False,
-                        **light)
-
-        push.click(functools.partial(push_edit, runtime), [source, destination, session], [session, stack],
-                   api_name="push", **light)
-        undo.click(undo_edit, session, [session, stack], api_name="undo", **light)
-        reset.click(reset_edits, session, [session, stack], api_name="reset", **light)
-        upload.upload(functools.partial(upload_edit, runtime), upload,
-                      [session, stack, source, destination, lam_text, lam_slider, edit_keys, augment],
-                      api_name="upload", **light)
+                debiasing = debias_tab(runtime, image_format)
+        wire_edit(runtime, edit, session)
+        wire_sweep_and_debias(runtime, edit, sweep, debiasing, session)
     return app
 
 

@@ -1,4 +1,4 @@
-"""Converts the TIMED CSV files into the JSON presets of this folder.
+"""Converts the TIMED CSV files into the JSON presets shipped in `time_core/data/presets/`.
 
 Usage:
 
@@ -16,10 +16,9 @@ import sys
 from pathlib import Path
 
 
-PRESETS_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(PRESETS_DIR.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from time_core.presets import NUM_PROMPTS, load_preset  # noqa: E402
+from time_core.presets import NUM_PROMPTS, PRESETS_DIR, load_preset  # noqa: E402
 
 
 CITATION = (

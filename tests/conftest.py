@@ -1,113 +1,20 @@
-"""Tiny random-weight Stable Diffusion pipelines (SD 1.x, SD 2.x, SDXL shapes) with the real CLIP tokenizer."""
+"""Fixtures shared by the whole suite (helpers are in `tests/helpers.py`).
+
+`python -m pytest -m "not browser"` skips the tests that drive Chromium; `--update-screenshot` makes the browser test
+refresh `docs/screenshot.png` (`make screenshot`).
+"""
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
-import torch
+from helpers import MAX_UPLOAD_MB, BrightnessScorer, make_tiny_pipeline, pipeline_hash, start_app, stop_app
+
+__all__ = ["make_tiny_pipeline", "pipeline_hash"]  # also imported from here by tests that predate helpers.py
 
 
-def state_hash(module: torch.nn.Module) -> str:
-    """SHA-256 of every parameter and buffer, bit for bit."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def pipeline_hash(pipe) -> str:
-    return "".join(state_hash(m) for m in pipe.components.values() if isinstance(m, torch.nn.Module))
-
-
-def _text_encoder(hidden_size: int, with_projection: bool = False, projection_dim: int = 32):
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    config = CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=hidden_size,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=77,
-        projection_dim=projection_dim,
-        hidden_act="gelu",
-    )
-    return CLIPTextModelWithProjection(config) if with_projection else CLIPTextModel(config)
-
-
-def _vae():
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(
-        block_out_channels=(8, 16),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=8,
-        layers_per_block=1,
-    )
-
-
-def make_tiny_pipeline(kind: str = "sd1", seed: int = 0):
-    """A random-weight pipeline: `"sd1"` (text width 32), `"sd2"` (1024, linear projections) or `"sdxl"` (32 + 64)."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
-
-    from time_core.tokenizer import build_clip_tokenizer
-
-    torch.manual_seed(seed)
-    scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1
-    )
-    common = dict(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(16, 32),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        norm_num_groups=8,
-    )
-    if kind in ("sd1", "sd2"):
-        width = 32 if kind == "sd1" else 1024
-        extra = dict(attention_head_dim=4) if kind == "sd1" else dict(attention_head_dim=(2, 4), use_linear_projection=True)
-        unet = UNet2DConditionModel(cross_attention_dim=width, **common, **extra)
-        return StableDiffusionPipeline(
-            vae=_vae(),
-            text_encoder=_text_encoder(width),
-            tokenizer=build_clip_tokenizer(),
-            unet=unet,
-            scheduler=scheduler,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        ).to("cpu")
-    if kind == "sdxl":
-        text_encoder, text_encoder_2 = _text_encoder(32), _text_encoder(64, with_projection=True, projection_dim=32)
-        unet = UNet2DConditionModel(
-            cross_attention_dim=96,
-            attention_head_dim=(2, 4),
-            use_linear_projection=True,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=8,
-            transformer_layers_per_block=(1, 2),
-            projection_class_embeddings_input_dim=6 * 8 + 32,
-            **common,
-        )
-        return StableDiffusionXLPipeline(
-            vae=_vae(),
-            text_encoder=text_encoder,
-            text_encoder_2=text_encoder_2,
-            tokenizer=build_clip_tokenizer(),
-            tokenizer_2=build_clip_tokenizer(pad_token="!"),
-            unet=unet,
-            scheduler=scheduler,
-        ).to("cpu")
-    raise ValueError(kind)
+def pytest_addoption(parser):
+    parser.addoption("--update-screenshot", action="store_true",
+                     help="copy the browser test's view of the edit to docs/screenshot.png")
 
 
 @pytest.fixture(scope="session")
@@ -135,3 +42,23 @@ def tokenizer():
     from time_core.tokenizer import build_clip_tokenizer
 
     return build_clip_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    """`app.py` served on the embedded toy model for the tests of one module (a small upload limit to test it)."""
+    process, url = start_app("toy", "--max-upload-mb", str(MAX_UPLOAD_MB))
+    yield url
+    stop_app(process)
+
+
+@pytest.fixture(scope="module")
+def tiny_runtime(tmp_path_factory):
+    """A demo runtime on a tiny random SD 1.x pipeline, scored by image brightness (no trained model needed)."""
+    import time_core.demo as demo
+    from time_core.evaluation.classifiers import ClipClassifier
+
+    pipe = make_tiny_pipeline("sd1")
+    config = demo.DemoConfig.for_model("tiny-sd1", family="toy", size=16, steps=2, num_seeds=2, scorer="none")
+    return demo.DemoRuntime(pipe=pipe, classifier=ClipClassifier(BrightnessScorer()), config=config,
+                            cache=demo.OriginalCache(256), workdir=tmp_path_factory.mktemp("edits"))

@@ -3,19 +3,25 @@
 The public API:
 
 - `load_pipeline(model="toy" | hub id | folder, device=None, dtype=None)`: a diffusers Stable Diffusion pipeline.
-- `compute_edit(pipe, source, destination, lam=0.1, edit_keys=True, augment=True)`: an `Edit` (the matrix `M` of
-  Eq. 5 and its provenance); the pipeline's weights are never written.
+- `compute_edit(pipe, source, destination, lam=None, edit_keys=True, augment=True, method="time")`: an `Edit` (TIME:
+  the matrix `M` of Eq. 5 and its provenance); the pipeline's weights are never written.
 - `prepare_edit(...)`: the λ-independent `EditProblem`; `.solve(lam)` gives an `Edit` per λ (cheap λ sweeps).
 - `generate(pipe, prompts, seeds, edit=...)`: original and edited images from one batched call, same seeds.
-- `Edit.edited_weights(unet)`, `Edit.save(path)`, `Edit.load(path)`.
+- `Edit.edited_weights(unet)`, `Edit.save(path)`, `Edit.load(path)`; `load_edit(path)` reads any method's file.
+
+Layers, each importing only the ones before it: the core (`models`, `tokenizer`, `prompts`, `solver`, `attention`,
+`edit`, `generate`, `presets`) ← `methods` ← `evaluation` ← `demo` ← the app (`app.py`).
 """
 
-from .edit import Edit, EditFileError, EditProblem, compute_edit, prepare_edit
+from .edit import BaseEdit, EditFileError
 from .generate import GenerationResult, generate
+from .methods import METHODS, Edit, EditProblem, compute_edit, load_edit, prepare_edit
 from .models import ModelLoadError, UnsupportedModelError, load_pipeline
 from .prompts import PromptError
 
 __all__ = [
+    "METHODS",
+    "BaseEdit",
     "Edit",
     "EditFileError",
     "EditProblem",
@@ -25,6 +31,7 @@ __all__ = [
     "UnsupportedModelError",
     "compute_edit",
     "generate",
+    "load_edit",
     "load_pipeline",
     "prepare_edit",
 ]

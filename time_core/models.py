@@ -8,7 +8,8 @@ config, and raises `UnsupportedModelError` otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ from torch import nn
 
 __all__ = [
     "TOY_PIPELINE_DIR",
+    "TOY_WEIGHTS_DIR",
     "ModelLoadError",
     "TextConditioning",
     "UnsupportedModelError",
@@ -33,7 +35,9 @@ __all__ = [
     "SCHEDULERS",
 ]
 
-TOY_PIPELINE_DIR = Path(__file__).resolve().parent / "shapes" / "weights" / "pipeline"
+# The embedded Shapes-world weights: the diffusers pipeline and the toy CLIP (`time_core.evaluation.scoring`).
+TOY_WEIGHTS_DIR = Path(__file__).resolve().parent / "shapes" / "weights"
+TOY_PIPELINE_DIR = TOY_WEIGHTS_DIR / "pipeline"
 
 
 class UnsupportedModelError(ValueError):
@@ -262,16 +266,20 @@ class TextConditioning:
     pooled: torch.Tensor | None = None
     negative_pooled: torch.Tensor | None = None
 
+    def with_embeddings(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> TextConditioning:
+        """A copy with `fn` applied to the cross-attention embeddings (`embeds` and `negative`); pooled ones are kept."""
+        return replace(self, embeds=fn(self.embeds), negative=None if self.negative is None else fn(self.negative))
+
 
 @torch.no_grad()
 def encode_prompts(
-    pipe, prompts: list[str], negative_prompt: str | None = None, with_negative: bool = False
+    pipe, prompts: str | Sequence[str], negative_prompt: str | None = None, with_negative: bool = False
 ) -> TextConditioning:
     """Encodes prompts exactly as the pipeline itself does (its own `encode_prompt`).
 
     Args:
         pipe: a `StableDiffusionPipeline` or `StableDiffusionXLPipeline`.
-        prompts (`list[str]`): the prompts.
+        prompts (`str` or `Sequence[str]`): the prompts (a bare string is one prompt).
         negative_prompt (`str`, *optional*): the negative prompt; `None` is the pipeline's default (empty prompt, or
             zeros for SDXL's `force_zeros_for_empty_prompt`).
         with_negative (`bool`, *optional*, defaults to `False`): also encode the negative prompt (needed for
@@ -279,6 +287,7 @@ def encode_prompts(
     """
     from diffusers import StableDiffusionXLPipeline
 
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     device = pipe._execution_device
     negative_prompts = None if negative_prompt is None else [negative_prompt] * len(prompts)
     if isinstance(pipe, StableDiffusionXLPipeline):

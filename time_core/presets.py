@@ -1,6 +1,7 @@
 """Edit benchmarks and debiasing sets stored as JSON presets, loaded strictly into frozen dataclasses.
 
-A preset file holds one JSON object with the keys `name`, `description`, `model`, `kind` and `entries`:
+The shipped presets are package data in `time_core/data/presets/` (format and origins: the `README.md` there). A preset
+file holds one JSON object with the keys `name`, `description`, `model`, `kind` and `entries`:
 
 - `kind: "edit"` (the TIMED format): each entry is `{"source", "destination", "positives", "negatives"}`, where
   `positives` and `negatives` are lists of exactly `NUM_PROMPTS` `{"prompt", "destination"}` objects. A positive should
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 
-PRESETS_DIR: Path = Path(__file__).resolve().parent.parent / "presets"
+PRESETS_DIR: Path = Path(__file__).resolve().parent / "data" / "presets"
 MODELS: tuple[str, ...] = ("sd", "toy")
 KINDS: tuple[str, ...] = ("edit", "debias")
 NUM_PROMPTS: int = 5
@@ -60,6 +61,11 @@ class EditEntry:
     destination: str
     positives: tuple[PromptPair, ...]
     negatives: tuple[PromptPair, ...]
+
+    def prompts(self) -> tuple[list[str], list[str]]:
+        """The source, the positives and the negatives (`1 + 2 NUM_PROMPTS` prompts), and the destination of each."""
+        pairs = [PromptPair(self.source, self.destination), *self.positives, *self.negatives]
+        return [p.prompt for p in pairs], [p.destination for p in pairs]
 
 
 @dataclass(frozen=True)
@@ -223,7 +229,7 @@ def parse_preset(data: Any, source: str = "<preset>") -> EditPreset | DebiasPres
 
 def list_presets() -> dict[str, Path]:
     r"""
-    The preset files shipped in the repository's `presets/` folder.
+    The preset files shipped with the package (`PRESETS_DIR`).
 
     Returns:
         `dict[str, Path]`: Preset name (file stem) to file path, sorted by name.

@@ -16,7 +16,17 @@ import torch
 
 from .models import encode_prompts
 
-__all__ = ["AUGMENTATIONS", "PromptError", "align_tokens", "augment_pairs", "build_pairs", "token_ids"]
+__all__ = [
+    "AUGMENTATIONS",
+    "PromptError",
+    "align_tokens",
+    "as_prompts",
+    "augment_pairs",
+    "build_pairs",
+    "check_prompt",
+    "preserve_prompts",
+    "token_ids",
+]
 
 AUGMENTATIONS: tuple[str, ...] = ("A photo of ", "An image of ", "A picture of ")
 
@@ -37,10 +47,49 @@ def check_prompt(prompt: str, what: str = "prompt") -> str:
     return prompt.strip()
 
 
+def as_prompts(
+    prompts: str | Sequence[str], what: str = "prompts", item: str | None = None, allow_empty: bool = False
+) -> tuple[str, ...]:
+    """A prompt-list argument as a tuple of checked prompts; a bare string is ONE prompt, never its characters.
+
+    Args:
+        prompts (`str` or `Sequence[str]`): one prompt or several.
+        what (`str`, *optional*, defaults to `"prompts"`): the argument's name, for messages.
+        item (`str`, *optional*): the name of one element, for messages; defaults to `what`.
+        allow_empty (`bool`, *optional*, defaults to `False`): accept an empty list.
+
+    Raises:
+        `PromptError`: an element is not a non-empty string, or the list is empty and `allow_empty` is `False`.
+    """
+    prompts = (prompts,) if isinstance(prompts, str) else tuple(prompts)
+    if not prompts and not allow_empty:
+        raise PromptError(f"{what} is an empty list")
+    return tuple(check_prompt(p, item or what) for p in prompts)
+
+
+def preserve_prompts(preserve: str | Sequence[str]) -> tuple[str, ...]:
+    """The prompts of a `preserve` argument: a list, or one prompt as a bare string. `"auto"` is reserved.
+
+    Raises:
+        `ValueError`: for `preserve="auto"` (automatic preservation is not available yet).
+        `PromptError`: for an empty prompt.
+    """
+    if isinstance(preserve, str) and preserve.strip() == "auto":
+        raise ValueError(
+            "preserve='auto' (automatic preservation) is not available yet; pass the prompts to preserve as a list"
+        )
+    return as_prompts(preserve, "preserve", item="preserve prompt", allow_empty=True)
+
+
 def augment_pairs(
-    sources: Sequence[str], destinations: Sequence[str], augment: bool = True
+    sources: str | Sequence[str], destinations: str | Sequence[str], augment: bool = True
 ) -> list[tuple[str, str]]:
-    """The (source, destination) prompt pairs of one solve: each pair, plus its augmentations when `augment`."""
+    """The (source, destination) prompt pairs of one solve: each pair, plus its augmentations when `augment`.
+
+    A bare string is one prompt; `sources` and `destinations` must have the same length.
+    """
+    sources = (sources,) if isinstance(sources, str) else sources
+    destinations = (destinations,) if isinstance(destinations, str) else destinations
     pairs = []
     for source, destination in zip(sources, destinations, strict=True):
         pairs.append((source, destination))
@@ -111,25 +160,27 @@ def align_tokens(tokenizer, source: str, destination: str) -> torch.Tensor:
 
 def build_pairs(
     pipe,
-    sources: Sequence[str],
-    destinations: Sequence[str],
+    sources: str | Sequence[str],
+    destinations: str | Sequence[str],
     augment: bool = True,
-    preserve: Sequence[str] = (),
+    preserve: str | Sequence[str] = (),
     preserve_weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The embedding pairs of Eq. 5 for a (multi-)edit.
 
     Args:
         pipe: the pipeline whose text encoder(s) produce the embeddings.
-        sources (`Sequence[str]`): source prompts.
-        destinations (`Sequence[str]`): destination prompts, one per source.
+        sources (`str` or `Sequence[str]`): source prompt(s).
+        destinations (`str` or `Sequence[str]`): destination prompt(s), one per source.
         augment (`bool`, *optional*, defaults to `True`): add the `AUGMENTATIONS` of every pair.
-        preserve (`Sequence[str]`, *optional*): prompts whose embeddings should map to themselves.
+        preserve (`str` or `Sequence[str]`, *optional*): prompts whose embeddings should map to themselves.
         preserve_weight (`float`, *optional*, defaults to 1.0): the weight of each preservation pair.
 
     Returns:
         `C` `(N, d)`, `C_star` `(N, d)` in float64 and `weights` `(N,)`, with `N = L × number of prompt pairs`.
     """
+    sources, destinations = as_prompts(sources, "source"), as_prompts(destinations, "destination")
+    preserve = preserve_prompts(preserve)
     pairs = augment_pairs(sources, destinations, augment)
     pairs += augment_pairs(preserve, preserve, augment)
     alignments = [align_tokens(pipe.tokenizer, s, d) for s, d in pairs]  # each (L,)

@@ -20,8 +20,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..models import TOY_WEIGHTS_DIR, default_device
 
-TOY_CLIP_DIR = Path(__file__).resolve().parent / "shapes" / "weights" / "clip"
+__all__ = ["TOY_CLIP_DIR", "ClipScorer", "ScorerWeightsUnavailableError", "load_scorer"]
+
+TOY_CLIP_DIR = TOY_WEIGHTS_DIR / "clip"
 _OPEN_CLIP_PREFIX = "open_clip:"
 _LOCAL_DIR_PREFIX = "local-dir:"
 _CONFIG_NAME = "open_clip_config.json"
@@ -109,11 +112,12 @@ class ClipScorer:
         Unit-norm text features, computed once per distinct string and cached.
 
         Args:
-            texts (`Sequence[str]`): Prompts.
+            texts (`str` or `Sequence[str]`): Prompts (a bare string is one prompt).
 
         Returns:
             `torch.Tensor`: `(K, D)` float32 features on the CPU.
         """
+        texts = [texts] if isinstance(texts, str) else list(texts)
         if len(texts) == 0:
             raise ValueError("texts is empty.")
         missing = [text for text in dict.fromkeys(texts) if text not in self._text_features]
@@ -138,6 +142,8 @@ class ClipScorer:
         Returns:
             `torch.Tensor`: `(N, K)` class probabilities; rows sum to 1.
         """
+        if isinstance(class_texts, str):
+            raise ValueError(f"class_texts must be a list of at least 2 prompts, got the single string {class_texts!r}.")
         if len(class_texts) < 2:
             raise ValueError(f"classify needs at least 2 class texts, got {len(class_texts)}.")
         image_features = self.encode_images(images)  # (N, D)
@@ -192,12 +198,6 @@ def _to_pil(image: ImageLike) -> Image.Image:
     if array.ndim != 3 or array.shape[-1] != 3 or array.dtype != np.uint8:
         raise ValueError(f"Expected a PIL image or an (H, W, 3) uint8 array, got {array.dtype} {array.shape}.")
     return Image.fromarray(array)
-
-
-def _default_device(device: torch.device | str | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _hub_offline() -> bool:
@@ -310,7 +310,7 @@ def load_scorer(name: str = "ViT-B-32", device: torch.device | str | None = None
         `ValueError`: For an unknown name, tag or a non-safetensors checkpoint.
         `ScorerWeightsUnavailableError`: When pretrained weights cannot be downloaded (e.g. offline).
     """
-    device = _default_device(device)
+    device = torch.device(device or default_device())
     if name == "ViT-B-32":
         return _load_open_clip("ViT-B-32", "openai", device, name)
     if name == "toy":

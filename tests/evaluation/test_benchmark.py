@@ -5,15 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from time_core.evaluate import (
-    EvalConfig,
-    _check_out_dir,
-    evaluate,
-    markdown_table,
-    merge_results,
-    throughput,
-    write_plots,
-)
+from time_core.evaluation.benchmark import EvalConfig, check_eval_dir, evaluate, merge_results, throughput
+from time_core.evaluation.report import markdown_table, write_plots
 
 
 class MeanPixelClassifier:
@@ -41,14 +34,14 @@ def _config(**kwargs):
 
 def test_interrupted_run_resumes_to_the_same_result(sd1, tmp_path):
     config = _config()
-    _check_out_dir(tmp_path / "full", config)
+    check_eval_dir(tmp_path / "full", config)
     full_counter = MeanPixelClassifier()
     evaluate(config, tmp_path / "full", pipe=sd1, classifier=full_counter, progress=False)
     full = merge_results(config, tmp_path / "full")
     # 2 entries × 2 seed blocks = 4 units; each classifies baseline, oracle and 2 λ: 4 calls
     assert full_counter.calls == 16
 
-    _check_out_dir(tmp_path / "resumed", config)
+    check_eval_dir(tmp_path / "resumed", config)
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C in the middle of the third unit
         evaluate(config, tmp_path / "resumed", pipe=sd1, classifier=MeanPixelClassifier(fail_after=5), progress=False)
     done = sorted(p.name for p in (tmp_path / "resumed" / "units").iterdir())
@@ -68,9 +61,9 @@ def test_interrupted_run_resumes_to_the_same_result(sd1, tmp_path):
 
 def test_units_are_independent_of_sharding(sd1, tmp_path):
     config = _config(lams=(0.1,))
-    _check_out_dir(tmp_path / "one", config)
+    check_eval_dir(tmp_path / "one", config)
     evaluate(config, tmp_path / "one", pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
-    _check_out_dir(tmp_path / "two", config)
+    check_eval_dir(tmp_path / "two", config)
     for rank in range(2):  # what two accelerate processes do, one after the other
         evaluate(config, tmp_path / "two", pipe=sd1, classifier=MeanPixelClassifier(), process_index=rank,
                  num_processes=2, progress=False)
@@ -79,7 +72,7 @@ def test_units_are_independent_of_sharding(sd1, tmp_path):
 
 def test_report_contents(sd1, tmp_path):
     config = _config(seeds=(0, 1), lams=(0.01, 1.0))
-    _check_out_dir(tmp_path, config)
+    check_eval_dir(tmp_path, config)
     evaluate(config, tmp_path, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
     report = merge_results(config, tmp_path)
     assert set(report["overall"]) == {"baseline", "oracle", "time@0.01", "time@1.0"}
@@ -105,9 +98,9 @@ def test_report_contents(sd1, tmp_path):
 
 
 def test_bad_input(sd1, tmp_path):
-    _check_out_dir(tmp_path, _config())
+    check_eval_dir(tmp_path, _config())
     with pytest.raises(ValueError, match="different configuration"):
-        _check_out_dir(tmp_path, _config(steps=3))
+        check_eval_dir(tmp_path, _config(steps=3))
     with pytest.raises(ValueError, match="lam must be"):
         evaluate(_config(lams=(0.0,)), tmp_path, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
     with pytest.raises(ValueError, match="needs an edit preset"):
@@ -117,7 +110,7 @@ def test_bad_input(sd1, tmp_path):
                                "surprise": 1}))
     with pytest.raises(ValueError, match="surprise"):
         evaluate(_config(preset=str(bad)), tmp_path, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
-    from time_core.classifiers import load_classifier
+    from time_core.evaluation.classifiers import load_classifier
 
     with pytest.raises(ValueError, match="unknown classifier 'nope'"):
         load_classifier("nope")
@@ -136,11 +129,11 @@ def test_scheduler_option_swaps_the_sampler_without_touching_the_given_pipeline(
     with pytest.raises(ValueError, match="unknown scheduler 'fast'"):
         with_scheduler(sd1, "fast")
     config = _config(seeds=(0,), lams=(0.1,), limit=1, scheduler="dpm")
-    _check_out_dir(tmp_path, config)
+    check_eval_dir(tmp_path, config)
     evaluate(config, tmp_path, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
     assert sd1.scheduler is original_scheduler
     # a different sampler gives different images, so its results cannot be mixed with the default's
     with pytest.raises(ValueError, match=r"differs in \['scheduler'\]"):
-        _check_out_dir(tmp_path, _config(seeds=(0,), lams=(0.1,), limit=1))
+        check_eval_dir(tmp_path, _config(seeds=(0,), lams=(0.1,), limit=1))
     with pytest.raises(ValueError, match="unknown scheduler 'fast'"):
         evaluate(_config(scheduler="fast"), tmp_path / "x", pipe=sd1, classifier=MeanPixelClassifier())

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from time_core import scoring
-from time_core.scoring import ClipScorer, ScorerWeightsUnavailableError, load_scorer
+from time_core.evaluation import scoring
+from time_core.evaluation.scoring import ClipScorer, ScorerWeightsUnavailableError, load_scorer
 from time_core.shapes.world import BACKGROUNDS, COLOURS, SHAPES, SIZES, Scene, render
 
 

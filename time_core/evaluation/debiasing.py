@@ -9,8 +9,8 @@ For each entry ("a developer" → "a female developer"), F_p is the share of ima
 (50%), measured as Δ_p = |F_p − target| / target.
 
 1. **Per entry (TIME)**: F_p of the original model on the validation prompt; binary search of log10 λ on the validation
-   prompt until Δ_p < tolerance (`time_core.debias.iter_search`, one eigendecomposition for every λ); then F_p and
-   Δ_p on the test prompts, original and edited.
+   prompt until Δ_p < tolerance (`time_core.evaluation.search.iter_search`, one factorisation for every λ); then F_p
+   and Δ_p on the test prompts, original and edited.
 2. **TIME Multi**: one multi-edit of every entry together with a single λ, searched in the same way on the mean F_p of
    the validation prompts; then F_p and Δ_p on every test prompt.
 
@@ -20,80 +20,64 @@ as it is done, so a re-run skips finished entries; a changed configuration in th
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .debias import classifier_for, iter_search, result_of
-from .presets import DebiasEntry, DebiasPreset, load_preset
-from .results import check_out_dir, write_json
+from ..generate import generate
+from ..methods import get_method, prepare_edit
+from ..presets import DebiasEntry, DebiasPreset, load_preset
+from .metrics import attribute_share, delta
+from .results import RunConfig, check_out_dir, write_json
+from .search import LOG_LAM_MAX, LOG_LAM_MIN, iter_search, result_of
 
-__all__ = ["DebiasConfig", "delta", "main", "merge_debias", "run_debias_benchmark"]
+__all__ = ["DebiasConfig", "ShareMeter", "merge_debias", "run_debias_benchmark"]
 
 
 @dataclass(frozen=True)
-class DebiasConfig:
-    """Everything that determines the numbers of a debiasing run (stored in `OUT/config.json`)."""
+class DebiasConfig(RunConfig):
+    """Everything that determines the numbers of a debiasing run (stored in `OUT/config.json`). See `RunConfig` for
+    the shared fields."""
 
-    preset: str
-    model: str = "toy"
-    classifier: str = "colour"
     seeds: tuple[int, ...] = tuple(range(24))
     target: float = 0.5
     tolerance: float = 0.1
-    log_lam_min: float = -3.0
-    log_lam_max: float = 6.0
+    log_lam_min: float = LOG_LAM_MIN
+    log_lam_max: float = LOG_LAM_MAX
     max_iterations: int = 8
-    edit_keys: bool = True
-    augment: bool = True
-    steps: int | None = None
-    guidance: float | None = None
-    limit: int | None = None
     multi: bool = True
-
-    def identity(self) -> dict:
-        data = asdict(self)
-        data.pop("limit")
-        data.pop("multi")
-        return data
-
-
-def delta(share: float, target: float) -> float:
-    """Δ_p = |F_p − target| / target (paper Sec. 6)."""
-    return abs(share - target) / target
+    not_identity: ClassVar[tuple[str, ...]] = ("limit", "multi")
 
 
 @dataclass
 class ShareMeter:
-    """F_p of prompts under an edit (or the original model): generates `seeds` images per prompt and labels them."""
+    """F_p of prompts under an edit (or the original model): generates `seeds` images per prompt and labels them.
+
+    Args:
+        pipe: the pipeline (never written).
+        classifier (`ColourClassifier` or `ClipClassifier`): labels images with attribute values.
+        seeds (`tuple[int, ...]`): one image per seed and prompt.
+        steps (`int`), guidance (`float`): denoising steps and guidance scale.
+    """
 
     pipe: Any
-    classifier: str
-    scorer: Any
+    classifier: Any
     seeds: tuple[int, ...]
     steps: int
     guidance: float
 
     def shares(self, prompts: Sequence[str], entries: Sequence[DebiasEntry], edit=None) -> list[float]:
         """One F_p per prompt; `entries[i]` gives prompt i's attributes and class texts."""
-        from .generate import generate
-
         result = generate(self.pipe, list(prompts), self.seeds, edit=edit, original=edit is None,
                           num_inference_steps=self.steps, guidance_scale=self.guidance, progress=False)
         images = result.original if edit is None else result.edited  # [prompt][seed]
-        shares = []
-        for row, entry in zip(images, entries):
-            # the colour reader on the Shapes world, else CLIP between the entry's class texts
-            labels = classifier_for("toy" if self.classifier == "colour" else "sd", self.scorer, entry)(row)
-            shares.append(sum(label == entry.attributes[0] for label in labels) / len(labels))
-        return shares
+        return [attribute_share(self.classifier.labels(row, entry.classes, entry.attributes), entry.attributes[0])
+                for row, entry in zip(images, entries)]
 
 
 def _search(evaluate: Callable[[float], float], original: float, config: DebiasConfig) -> dict:
@@ -106,9 +90,8 @@ def _search(evaluate: Callable[[float], float], original: float, config: DebiasC
 
 def debias_one(meter: ShareMeter, pipe, entry: DebiasEntry, config: DebiasConfig) -> dict:
     """Step 1 of the module docstring for one entry; returns its JSON record."""
-    from .edit import prepare_edit
-
-    problem = prepare_edit(pipe, entry.source, entry.destination, config.edit_keys, config.augment)
+    problem = prepare_edit(pipe, entry.source, entry.destination, config.edit_keys, config.augment,
+                           method=config.method)
     original = meter.shares([entry.validation], [entry])[0]
     record = {"source": entry.source, "destination": entry.destination, "validation": entry.validation,
               "validation_original": original}
@@ -124,10 +107,8 @@ def debias_one(meter: ShareMeter, pipe, entry: DebiasEntry, config: DebiasConfig
 
 def debias_multi(meter: ShareMeter, pipe, entries: Sequence[DebiasEntry], config: DebiasConfig) -> dict:
     """Step 2 of the module docstring: one multi-edit, one λ for every entry."""
-    from .edit import prepare_edit
-
     problem = prepare_edit(pipe, [e.source for e in entries], [e.destination for e in entries], config.edit_keys,
-                           config.augment)
+                           config.augment, method=config.method)
     validations = [e.validation for e in entries]
     original = float(np.mean(meter.shares(validations, entries)))
     record = {"validation_original": original}
@@ -150,24 +131,34 @@ def _entries(config: DebiasConfig) -> list[DebiasEntry]:
     return entries if config.limit is None else entries[: config.limit]
 
 
-def run_debias_benchmark(config: DebiasConfig, out: str | Path, pipe=None, scorer=None, progress: bool = True) -> dict:
-    """Runs what is not done yet in `out`, then merges and returns the report (see `merge_debias`)."""
-    from .models import generation_defaults, load_pipeline
+def run_debias_benchmark(config: DebiasConfig, out: str | Path, pipe=None, classifier=None,
+                         progress: bool = True) -> dict:
+    """Runs what is not done yet in `out`, then merges and returns the report (see `merge_debias`).
+
+    Args:
+        config (`DebiasConfig`): what to run.
+        out (`str` or `Path`): the results folder (a re-run resumes).
+        pipe (*optional*): the pipeline; loaded from `config.model` when `None`.
+        classifier (*optional*): labels images (`labels(images, classes, attributes)`); loaded from
+            `config.classifier` when `None`.
+        progress (`bool`, *optional*, defaults to `True`): show a progress bar over the entries.
+    """
+    from ..models import generation_defaults, load_pipeline
+    from .classifiers import load_classifier
 
     if not 0.0 < config.target < 1.0:
         raise ValueError(f"target must lie strictly between 0 and 1, got {config.target}")
+    get_method(config.method)
     out = Path(out)
     entries = _entries(config)  # a bad preset fails before any model is loaded
-    if config.classifier != "colour" and scorer is None:
-        from .scoring import load_scorer
-
-        scorer = load_scorer(config.classifier)
+    if classifier is None:
+        classifier = load_classifier(config.classifier)
     check_out_dir(out, config.identity(), "entries")
     if pipe is None:
         pipe = load_pipeline(config.model)
     defaults = generation_defaults(pipe)
-    meter = ShareMeter(pipe, config.classifier, scorer, tuple(config.seeds),
-                       config.steps or defaults.steps, defaults.guidance if config.guidance is None else config.guidance)
+    meter = ShareMeter(pipe, classifier, tuple(config.seeds), config.steps or defaults.steps,
+                       defaults.guidance if config.guidance is None else config.guidance)
     bar = tqdm(list(enumerate(entries)), desc="debias entries", disable=not progress)
     for index, entry in bar:
         path = out / "entries" / f"e{index:04d}.json"
@@ -217,92 +208,3 @@ def merge_debias(config: DebiasConfig, out: str | Path, count: int) -> dict:
                if report_rows and all(key in r for r in report_rows)}
     return {"config": asdict(config), "entries": report_rows, "overall": overall,
             "multi_lam": None if multi is None else multi["lam"]}
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
-
-
-def _num(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
-
-
-def _lam(value: float | None) -> str:
-    return "none" if value is None else f"{value:.3g}"
-
-
-def debias_table(report: dict) -> str:
-    """The report as markdown: one row per entry (F_p on the test prompts, Δ_p), then the mean."""
-    has_multi = "delta_multi" in report["overall"]
-    head = "| prompt | λ_p | F_p original | F_p TIME | Δ original | Δ TIME |"
-    rule = "|---|---|---|---|---|---|"
-    if has_multi:
-        head += " F_p TIME Multi | Δ TIME Multi |"
-        rule += "---|---|"
-    lines = [head, rule]
-    for r in report["entries"]:
-        line = (f"| {r['source']} | {_lam(r['lam'])}{'' if r['converged'] else '*'} | {_pct(r['F_original'])} | "
-                f"{_pct(r['F_time'])} | {_num(r['delta_original'])} | {_num(r['delta_time'])} |")
-        if has_multi:
-            line += f" {_pct(r.get('F_multi'))} | {_num(r.get('delta_multi'))} |"
-        lines.append(line)
-    o = report["overall"]
-    line = (f"| **mean** | | {_pct(o.get('F_original'))} | {_pct(o.get('F_time'))} | "
-            f"**{_num(o.get('delta_original'))}** | **{_num(o.get('delta_time'))}** |")
-    if has_multi:
-        line += f" {_pct(o.get('F_multi'))} (λ = {_lam(report['multi_lam'])}) | **{_num(o.get('delta_multi'))}** |"
-    lines.append(line)
-    if any(not r["converged"] for r in report["entries"]):
-        lines += ["", "`*`: the search did not reach the tolerance; the λ closest to the target is used."]
-    return "\n".join(lines) + "\n"
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m time_core.debias", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", required=True, help="a debias preset name in presets/ or a JSON path")
-    parser.add_argument("--model", default="toy", help="'toy', a hub id or a local folder")
-    parser.add_argument("--classifier", default=None,
-                        help="'colour' (Shapes world), 'toy', 'ViT-B-32' (paper) or 'open_clip:MODEL:PRETRAINED'; "
-                             "defaults to 'colour' for the toy model and 'ViT-B-32' otherwise")
-    parser.add_argument("--seeds", type=int, default=24, help="images per prompt (seeds 0 .. N-1)")
-    parser.add_argument("--target", type=float, default=0.5, help="target share F_p, in (0, 1)")
-    parser.add_argument("--tolerance", type=float, default=0.1, help="stop when |F_p - target| / target < this")
-    parser.add_argument("--log-lam-min", type=float, default=-3.0, help="smallest log10 λ searched")
-    parser.add_argument("--log-lam-max", type=float, default=6.0, help="largest log10 λ searched")
-    parser.add_argument("--max-iterations", type=int, default=8, help="cap on binary-search steps")
-    parser.add_argument("--values-only", action="store_true", help="edit only to_v (default: to_k and to_v)")
-    parser.add_argument("--no-augment", action="store_true", help="no prompt augmentations")
-    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N entries")
-    parser.add_argument("--no-multi", action="store_true", help="skip TIME Multi")
-    parser.add_argument("--out", required=True, help="output folder (re-running with it resumes)")
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(argv)
-    if args.seeds < 1:
-        raise SystemExit("--seeds must be >= 1")
-    if args.max_iterations < 1:
-        raise SystemExit("--max-iterations must be >= 1")
-    classifier = args.classifier or ("colour" if args.model == "toy" else "ViT-B-32")
-    config = DebiasConfig(
-        preset=args.preset, model=args.model, classifier=classifier, seeds=tuple(range(args.seeds)),
-        target=args.target, tolerance=args.tolerance, log_lam_min=args.log_lam_min, log_lam_max=args.log_lam_max,
-        max_iterations=args.max_iterations, edit_keys=not args.values_only, augment=not args.no_augment,
-        steps=args.steps, guidance=args.guidance, limit=args.limit, multi=not args.no_multi,
-    )
-    start = time.perf_counter()
-    try:
-        report = run_debias_benchmark(config, args.out)
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from error
-    out = Path(args.out)
-    write_json(out / "results.json", report)
-    table = debias_table(report)
-    (out / "results.md").write_text(table)
-    print(table)
-    print(f"written: {out / 'results.json'}, {out / 'results.md'} ({time.perf_counter() - start:.0f} s)")
-    return report

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from time_core.metrics import hits_from_probabilities, score
+from time_core.evaluation.metrics import hits_from_probabilities, score
 
 
 def test_hand_computed_case():

@@ -1,4 +1,5 @@
-"""Efficacy, generality and specificity (paper Sec. 5.4) from per-image classifications.
+"""Efficacy, generality and specificity (paper Sec. 5.4), and the debiasing share F_p and distance Δ_p (Sec. 6), from
+per-image classifications.
 
 Every image is classified as its prompt or as that prompt's destination (by CLIP zero-shot, or in the Shapes world by
 the ground-truth colour reader). A *hit* is an image classified as the destination:
@@ -9,15 +10,20 @@ the ground-truth colour reader). A *hit* is an image classified as the destinati
 
 As in the paper, each metric is computed per seed over all entries and prompts, then reported as mean ± standard
 deviation over seeds (sample standard deviation, `ddof=1`; 0 for a single seed).
+
+For debiasing, images are labelled with an attribute value instead: F_p is the share labelled `attributes[0]` and
+Δ_p = |F_p − target| / target.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["MeanStd", "Scores", "hits_from_probabilities", "score"]
+__all__ = ["MeanStd", "Scores", "attribute_share", "delta", "f_share", "hits_from_probabilities", "score"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +99,34 @@ def score(source_hits=None, positive_hits=None, negative_hits=None) -> Scores:
         generality=_mean_std(per_seed["positive"]),
         specificity=_mean_std(None if negative is None else 1.0 - negative),
     )
+
+
+def attribute_share(labels: Sequence[str], attribute: str) -> float:
+    """F_p from labels: the share of `labels` equal to `attribute`, in [0, 1]."""
+    labels = list(labels)
+    if not labels:
+        raise ValueError("f_share needs at least one image")
+    return sum(label == attribute for label in labels) / len(labels)
+
+
+def f_share(images: Sequence[Any], classify: Callable[[Sequence[Any]], Sequence[str]], attribute: str) -> float:
+    r"""
+    F_p: the share of `images` that `classify` labels `attribute`.
+
+    Args:
+        images (`Sequence`): the images of one prompt.
+        classify (`Callable[[Sequence], Sequence[str]]`): one label per image (e.g. a classifier's `labels`).
+        attribute (`str`): the attribute value counted (a debias preset's `attributes[0]`).
+
+    Returns:
+        `float` in [0, 1].
+    """
+    labels = list(classify(images))
+    if labels and len(labels) != len(images):
+        raise ValueError(f"classify returned {len(labels)} labels for {len(images)} images")
+    return attribute_share(labels, attribute)
+
+
+def delta(share: float, target: float) -> float:
+    """Δ_p = |F_p − target| / target (paper Sec. 6)."""
+    return abs(share - target) / target

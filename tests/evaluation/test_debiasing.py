@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import pipeline_hash
-from time_core.debias_eval import DebiasConfig, debias_table, delta, main, merge_debias, run_debias_benchmark
+from helpers import pipeline_hash
+from time_core.evaluation.classifiers import ClipClassifier
+from time_core.evaluation.cli import debias_main as main
+from time_core.evaluation.debiasing import DebiasConfig, merge_debias, run_debias_benchmark
+from time_core.evaluation.metrics import delta
+from time_core.evaluation.report import debias_table
 
 
 class MeanPixelScorer:
@@ -95,7 +99,8 @@ def test_search_runs_resumes_and_never_writes_the_model(sd1, tmp_path):
     before = pipeline_hash(sd1)
     config = _config(preset)
     scorer = MeanPixelScorer(threshold=float("inf"))  # every image "male"/second class: F_p = 0 for every λ
-    report = run_debias_benchmark(config, tmp_path / "out", pipe=sd1, scorer=scorer, progress=False)
+    classifier = ClipClassifier(scorer)
+    report = run_debias_benchmark(config, tmp_path / "out", pipe=sd1, classifier=classifier, progress=False)
     assert pipeline_hash(sd1) == before
     entries = [json.loads((tmp_path / "out" / "entries" / f"e{i:04d}.json").read_text()) for i in range(2)]
     for record in entries:
@@ -110,7 +115,7 @@ def test_search_runs_resumes_and_never_writes_the_model(sd1, tmp_path):
     assert report["overall"]["delta_multi"] == 1.0
 
     calls = scorer.calls
-    again = run_debias_benchmark(config, tmp_path / "out", pipe=sd1, scorer=scorer, progress=False)
+    again = run_debias_benchmark(config, tmp_path / "out", pipe=sd1, classifier=classifier, progress=False)
     assert scorer.calls == calls  # everything was done: nothing is generated or classified again
     assert again == report
 
@@ -119,7 +124,8 @@ def test_converged_search_stops_and_reports_its_lambda(sd1, tmp_path):
     preset = _preset(tmp_path, entries=1)
     scorer = MeanPixelScorer(threshold=-1.0)  # every image the first class: F_p = 1
     config = _config(preset, target=0.6, tolerance=0.7)  # |1 - 0.6| / 0.6 = 0.67 < 0.7: the original meets it
-    report = run_debias_benchmark(config, tmp_path / "out", pipe=sd1, scorer=scorer, progress=False)
+    classifier = ClipClassifier(scorer)
+    report = run_debias_benchmark(config, tmp_path / "out", pipe=sd1, classifier=classifier, progress=False)
     (row,) = report["entries"]
     assert row["search_steps"] == 0 and row["lam"] is None and row["converged"] is True
     assert row["delta_original"] == pytest.approx(0.4 / 0.6)
@@ -128,15 +134,17 @@ def test_converged_search_stops_and_reports_its_lambda(sd1, tmp_path):
 
 def test_bad_input_is_a_clear_error(sd1, tmp_path):
     with pytest.raises(ValueError, match="needs a debias preset"):
-        run_debias_benchmark(_config("shapes"), tmp_path / "a", pipe=sd1, scorer=MeanPixelScorer(0.0))
+        run_debias_benchmark(_config("shapes"), tmp_path / "a", pipe=sd1,
+                             classifier=ClipClassifier(MeanPixelScorer(0.0)))
     with pytest.raises(ValueError, match="target must lie strictly between 0 and 1"):
         run_debias_benchmark(_config(_preset(tmp_path), target=1.0), tmp_path / "b", pipe=sd1,
-                             scorer=MeanPixelScorer(0.0))
+                             classifier=ClipClassifier(MeanPixelScorer(0.0)))
     preset = _preset(tmp_path, entries=1)
-    run_debias_benchmark(_config(preset, max_iterations=1), tmp_path / "c", pipe=sd1, scorer=MeanPixelScorer(1e9),
-                         progress=False)
+    run_debias_benchmark(_config(preset, max_iterations=1), tmp_path / "c", pipe=sd1,
+                         classifier=ClipClassifier(MeanPixelScorer(1e9)), progress=False)
     with pytest.raises(ValueError, match=r"different configuration \(differs in \['max_iterations'\]\)"):
-        run_debias_benchmark(_config(preset, max_iterations=2), tmp_path / "c", pipe=sd1, scorer=MeanPixelScorer(0.0))
+        run_debias_benchmark(_config(preset, max_iterations=2), tmp_path / "c", pipe=sd1,
+                             classifier=ClipClassifier(MeanPixelScorer(0.0)))
     with pytest.raises(SystemExit, match="needs a debias preset"):
         main(["--preset", "shapes", "--out", str(tmp_path / "d")])
     with pytest.raises(SystemExit, match="--seeds must be >= 1"):

@@ -1,0 +1,36 @@
+"""The page itself: its layout for a Stable Diffusion model (a tiny stand-in), and a model that cannot load."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from helpers import ROOT
+
+import time_core.demo as demo
+from time_core.presets import load_preset
+
+
+def test_the_page_builds_for_stable_diffusion_presets(tiny_runtime):
+    """The layout for an SD-family model (here a tiny stand-in): TIMED presets, the professions as debias prompts."""
+    import app
+
+    runtime = demo.DemoRuntime(pipe=tiny_runtime.pipe, classifier=tiny_runtime.classifier,
+                               config=demo.DemoConfig.for_model("tiny-sd1", family="sd", size=16, scorer="none"),
+                               cache=demo.OriginalCache(8), workdir=tiny_runtime.workdir)
+    blocks = app.build_demo(runtime)
+    components = {c.get("props", {}).get("label"): c["props"] for c in blocks.config["components"]}
+    assert len(components["Preset"]["choices"]) == 147 + 104 + 8 + 35
+    assert len(components["Prompt"]["choices"]) == 35
+    assert components["Source prompt"]["value"] == load_preset("timed_test").entries[0].source
+    names = {d.get("api_name") for d in blocks.config["dependencies"]}
+    assert {"edit", "sweep", "debias", "push", "undo", "reset", "upload"} <= names
+
+
+def test_a_model_that_cannot_load_is_a_clear_error():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "app.py"), "--model", "no-such-user/no-such-model"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "could not load model 'no-such-user/no-such-model'" in done.stderr and "offline" in done.stderr

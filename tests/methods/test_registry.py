@@ -1,0 +1,116 @@
+"""The method registry and interface: dispatch by name, the method's default λ, the method recorded in edit files, the
+conditioning hook `generate` uses, and prompt-list arguments given as one string."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from helpers import pipeline_hash
+from safetensors.torch import save_file
+
+from time_core import METHODS, BaseEdit, Edit, EditFileError, compute_edit, generate, load_edit, prepare_edit
+from time_core.methods import get_method
+from time_core.models import encode_prompts
+from time_core.prompts import PromptError, as_prompts, augment_pairs, build_pairs
+
+SOURCE, DESTINATION = "a pack of roses", "a pack of blue roses"
+
+
+def test_registry_lists_time_and_refuses_unknown_methods(sd1):
+    assert set(METHODS) == {"time"} and get_method("time").edit_class is Edit
+    before = pipeline_hash(sd1)
+    for call in (compute_edit, prepare_edit):
+        with pytest.raises(ValueError, match=r"unknown editing method 'uce'; registered methods: \['time'\]"):
+            call(sd1, SOURCE, DESTINATION, method="uce")
+    assert pipeline_hash(sd1) == before
+
+
+def test_lam_none_is_the_methods_default(sd1):
+    default = get_method("time").default_lam
+    assert default == 0.1
+    edit = compute_edit(sd1, SOURCE, DESTINATION)
+    assert edit.lam == default and edit.method == "time"
+    assert torch.equal(edit.M, compute_edit(sd1, SOURCE, DESTINATION, lam=0.1, method="time").M)
+    assert prepare_edit(sd1, SOURCE, DESTINATION).solve().lam == default
+    assert isinstance(edit, BaseEdit) and edit.component == "unet"
+
+
+def test_edit_files_record_the_method_and_old_files_load_as_time(sd1, tmp_path):
+    edit = compute_edit(sd1, SOURCE, DESTINATION, lam=0.5)
+    path = edit.save(tmp_path / "edit.safetensors")
+    assert edit.metadata()["method"] == "time"
+    for loaded in (Edit.load(path), load_edit(path)):
+        assert isinstance(loaded, Edit) and torch.equal(loaded.M, edit.M) and loaded.lam == 0.5
+    # a file written before the method was recorded
+    legacy = {k: v for k, v in edit.metadata().items() if k != "method"}
+    save_file({"M": edit.M}, str(tmp_path / "legacy.safetensors"), metadata=legacy)
+    assert torch.equal(load_edit(tmp_path / "legacy.safetensors").M, edit.M)
+    assert torch.equal(Edit.load(tmp_path / "legacy.safetensors").M, edit.M)
+    # a file of a method that is not registered
+    save_file({"M": edit.M}, str(tmp_path / "other.safetensors"), metadata={**edit.metadata(), "method": "uce"})
+    with pytest.raises(EditFileError, match=r"other.safetensors holds a 'uce' edit; registered methods: \['time'\]"):
+        load_edit(tmp_path / "other.safetensors")
+    with pytest.raises(EditFileError, match="holds a 'uce' edit, not a 'time' one"):
+        Edit.load(tmp_path / "other.safetensors")
+
+
+def test_edited_weights_fit_the_component_the_edit_names(sd1):
+    edit = compute_edit(sd1, SOURCE, DESTINATION)
+    component = getattr(sd1, edit.component)
+    weights = edit.edited_weights(component)
+    assert set(weights) <= set(dict(component.named_parameters()))
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordingEdit(Edit):
+    """A TIME edit whose conditioning hook records its arguments and returns the original conditioning for both."""
+
+    calls: list = dataclasses.field(default_factory=list, compare=False)
+
+    def conditioning(self, pipe, original, prompts, negative_prompt):
+        self.calls.append((tuple(prompts), negative_prompt, original.negative is not None))
+        return original, original
+
+
+def test_generate_takes_the_conditioning_from_the_edit(sd1):
+    """`generate` never maps embeddings itself: the edit's hook gives both models' conditioning."""
+    base = compute_edit(sd1, SOURCE, DESTINATION)
+    edit = RecordingEdit(**{f.name: getattr(base, f.name) for f in dataclasses.fields(Edit)})
+    result = generate(sd1, ["a rose", "a car"], [0], edit=edit, num_inference_steps=2, negative_prompt="blurry",
+                      output_type="np", progress=False)
+    assert edit.calls == [(("a rose", "a car"), "blurry", True)]
+    for original, edited in zip(result.original, result.edited):
+        assert (original[0] == edited[0]).all()  # the hook's "edit" is the identity
+    real = generate(sd1, ["a rose"], [0], edit=base, num_inference_steps=2, output_type="np", progress=False)
+    assert abs(real.original[0][0] - real.edited[0][0]).max() > 1e-3
+
+
+def test_a_bare_string_is_one_prompt_everywhere(sd1):
+    assert as_prompts(" a rose ") == ("a rose",)
+    assert augment_pairs("a rose", "a blue rose", augment=False) == [("a rose", "a blue rose")]
+    assert encode_prompts(sd1, "a rose").embeds.shape[0] == 1
+    C, C_star, weights = build_pairs(sd1, "a rose", "a blue rose", augment=False, preserve="a car")
+    C2, C_star2, weights2 = build_pairs(sd1, ["a rose"], ["a blue rose"], augment=False, preserve=["a car"])
+    assert torch.equal(C, C2) and torch.equal(C_star, C_star2) and torch.equal(weights, weights2)
+    one = compute_edit(sd1, SOURCE, DESTINATION, preserve="a rose in a vase", preserve_weight=10.0)
+    listed = compute_edit(sd1, SOURCE, DESTINATION, preserve=["a rose in a vase"], preserve_weight=10.0)
+    assert one.preserve == ("a rose in a vase",) and torch.equal(one.M, listed.M)
+    assert len(generate(sd1, "a rose", [0], num_inference_steps=1, progress=False).original) == 1
+    with pytest.raises(PromptError, match="preserve prompt must be a string"):
+        compute_edit(sd1, SOURCE, DESTINATION, preserve=[3])
+
+
+def test_preserve_auto_is_reserved(sd1):
+    before = pipeline_hash(sd1)
+    for call in (compute_edit, prepare_edit):
+        with pytest.raises(ValueError, match=r"preserve='auto' \(automatic preservation\) is not available yet"):
+            call(sd1, SOURCE, DESTINATION, preserve="auto")
+    assert pipeline_hash(sd1) == before
+    assert compute_edit(sd1, SOURCE, DESTINATION, preserve=["auto"]).preserve == ("auto",)  # a list is taken as is
+
+
+def test_edit_metadata_is_json(sd1):
+    edit = compute_edit(sd1, [SOURCE, "an apple"], [DESTINATION, "a red apple"], preserve="a car")
+    meta = edit.metadata()
+    assert json.loads(meta["sources"]) == [SOURCE, "an apple"] and json.loads(meta["preserve"]) == ["a car"]

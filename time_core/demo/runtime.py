@@ -1,0 +1,102 @@
+"""The demo's runtime: the loaded pipeline and classifier, shared read-only by every session."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..evaluation.classifiers import ClipClassifier, ColourClassifier
+from .cache import OriginalCache
+from .config import TOY, DemoConfig
+from .inputs import GenerationSettings, parse_settings
+
+__all__ = ["DemoRuntime"]
+
+
+@dataclass
+class DemoRuntime:
+    r"""
+    What every session shares: the pipeline (never written), the CLIP classifier, the configuration and the cache of
+    original images. Sessions keep their own edits in `SessionEdits`.
+
+    Args:
+        pipe: the diffusers pipeline.
+        classifier (`time_core.evaluation.classifiers.ClipClassifier`): the zero-shot classifier of Sec. 5.4.
+        config (`DemoConfig`): defaults and limits.
+        cache (`OriginalCache`): original images.
+        workdir (`Path`): where edit files for download are written.
+    """
+
+    pipe: Any
+    classifier: Any
+    config: DemoConfig
+    cache: OriginalCache
+    workdir: Path
+
+    @classmethod
+    def load(cls, config: DemoConfig, device: str | None = None) -> DemoRuntime:
+        """Loads the pipeline and the scorer of `config` (raises `ModelLoadError` / `ScorerWeightsUnavailableError`)."""
+        import torch
+
+        from ..evaluation.scoring import load_scorer
+        from ..models import load_pipeline
+
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        pipe = load_pipeline(config.model, device=device, safety_checker=config.safety_checker)
+        classifier = ClipClassifier(load_scorer(config.scorer, device=device))
+        workdir = Path(tempfile.mkdtemp(prefix="time-demo-"))
+        return cls(pipe=pipe, classifier=classifier, config=config, cache=OriginalCache(config.cache_items),
+                   workdir=workdir)
+
+    @property
+    def native_size(self) -> int:
+        return int(self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor)
+
+    @property
+    def default_size(self) -> int:
+        return self.config.size or self.native_size
+
+    @property
+    def size_step(self) -> int:
+        return int(self.pipe.vae_scale_factor)
+
+    @property
+    def debias_classifier(self) -> ColourClassifier | ClipClassifier:
+        """What labels debiasing images: the colour reader on the Shapes world, CLIP between the classes otherwise."""
+        return ColourClassifier() if self.config.family == TOY else self.classifier
+
+    @property
+    def model_label(self) -> str:
+        if self.config.model == TOY:
+            return "toy Shapes-world model (embedded)"
+        return self.config.model
+
+    def settings(
+        self,
+        num_seeds: Any = None,
+        first_seed: Any = 0,
+        steps: Any = None,
+        guidance: Any = None,
+        size: Any = None,
+        max_seeds: int | None = None,
+    ) -> GenerationSettings:
+        """`parse_settings` with this model's default size and size step."""
+        return parse_settings(self.config, num_seeds, first_seed, steps, guidance, size, size_step=self.size_step,
+                              max_seeds=max_seeds, default_size=self.default_size)
+
+    def describe(self) -> str:
+        """One line of Markdown: model, device, dtype and scorer."""
+        device = self.pipe.device
+        name = str(device)
+        if device.type == "cuda":
+            import torch
+
+            name = f"{device} ({torch.cuda.get_device_name(device)})"
+        dtype = str(self.pipe.unet.dtype).replace("torch.", "")
+        return (
+            f"**Model:** `{self.model_label}` · **device:** {name} · **dtype:** {dtype} · "
+            f"**scorer:** CLIP `{self.config.scorer}`"
+        )

@@ -1,0 +1,127 @@
+"""A session's edits: the stack of applied edits (solved together as one multi-edit), and edit files to download and
+upload. Kept in the UI's per-session state, never shared."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..edit import BaseEdit, EditFileError
+from ..methods import DEFAULT_METHOD, BaseProblem, load_edit, prepare_edit
+from ..prompts import align_tokens, check_prompt
+from ..solver import check_lam
+from .inputs import format_lam
+
+__all__ = ["SessionEdits", "load_edit_file", "save_edit_file"]
+
+
+@dataclass(frozen=True)
+class SessionEdits:
+    r"""
+    The edits of one session (kept in the UI's per-session state; never shared).
+
+    The stacked pairs and the current pair are solved together as one multi-edit of one method,
+    `compute_edit(pipe, [sources], [destinations], ..., method=method)`. Every method returns a new object; the old
+    one is unchanged.
+
+    Args:
+        stack (`tuple[tuple[str, str], ...]`): applied `(source, destination)` pairs, oldest first.
+        preserve (`tuple[str, ...]`): prompts to keep as they are (from an uploaded edit file).
+        preserve_weight (`float`): their weight.
+        edit (`BaseEdit`, *optional*): the edit of the last run (what "download" saves).
+        method (`str`, *optional*, defaults to `"time"`): the editing method (a key of `time_core.METHODS`).
+    """
+
+    stack: tuple[tuple[str, str], ...] = ()
+    preserve: tuple[str, ...] = ()
+    preserve_weight: float = 1.0
+    edit: BaseEdit | None = None
+    method: str = DEFAULT_METHOD
+
+    def push(self, pipe, source: str, destination: str) -> SessionEdits:
+        """Adds a pair to the stack, after checking that it aligns (raises `PromptError`); a repeat is ignored."""
+        pair = (check_prompt(source, "source"), check_prompt(destination, "destination"))
+        align_tokens(pipe.tokenizer, *pair)
+        if pair in self.stack:
+            return self
+        return replace(self, stack=self.stack + (pair,))
+
+    def undo(self) -> SessionEdits:
+        """Removes the last stacked pair."""
+        return replace(self, stack=self.stack[:-1])
+
+    def reset(self) -> SessionEdits:
+        """Forgets every stacked pair, preserved prompt and the last edit (the method stays)."""
+        return SessionEdits(method=self.method)
+
+    def with_edit(self, edit: BaseEdit) -> SessionEdits:
+        return replace(self, edit=edit)
+
+    def pairs(self, source: str = "", destination: str = "") -> tuple[tuple[str, ...], tuple[str, ...]]:
+        r"""
+        The sources and destinations of the multi-edit: the stack plus the current pair.
+
+        An empty current pair is allowed only when the stack is not empty; half a pair raises `PromptError`.
+        """
+        source, destination = (source or "").strip(), (destination or "").strip()
+        pairs = list(self.stack)
+        if source or destination or not pairs:
+            pair = (check_prompt(source, "source"), check_prompt(destination, "destination"))
+            if pair not in pairs:
+                pairs.append(pair)
+        return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+
+    def prepare(self, pipe, source: str, destination: str, edit_keys: bool = True,
+                augment: bool = True) -> BaseProblem:
+        """The λ-independent problem of the stack plus the current pair (one factorisation)."""
+        sources, destinations = self.pairs(source, destination)
+        return prepare_edit(pipe, list(sources), list(destinations), edit_keys=edit_keys, augment=augment,
+                            preserve=self.preserve, preserve_weight=self.preserve_weight, method=self.method)
+
+    def build(self, pipe, source: str, destination: str, lam: float, edit_keys: bool = True,
+              augment: bool = True) -> BaseEdit:
+        """The multi-edit of the stack plus the current pair, for one λ."""
+        return self.prepare(pipe, source, destination, edit_keys, augment).solve(check_lam(lam))
+
+    @classmethod
+    def from_edit(cls, edit: BaseEdit) -> SessionEdits:
+        """The session state after uploading an edit: all pairs but the last are stacked; the last is the current."""
+        pairs = tuple(zip(edit.sources, edit.destinations))
+        return cls(stack=pairs[:-1], preserve=tuple(edit.preserve), preserve_weight=edit.preserve_weight, edit=edit,
+                   method=edit.method)
+
+    def stack_rows(self) -> list[list[Any]]:
+        """The stack as table rows `[number, source, destination]`."""
+        return [[i + 1, s, d] for i, (s, d) in enumerate(self.stack)]
+
+
+def _slug(text: str, width: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:width] or "edit"
+
+
+def save_edit_file(edit: BaseEdit, directory: str | Path) -> Path:
+    """Writes `edit` as a safetensors file with a descriptive name in a new folder under `directory`."""
+    folder = Path(tempfile.mkdtemp(dir=directory))
+    name = f"time-{_slug(edit.destinations[-1])}-lam{format_lam(edit.lam)}.safetensors"
+    return edit.save(folder / name)
+
+
+def load_edit_file(path: str | Path, pipe, max_bytes: int) -> BaseEdit:
+    r"""
+    Reads an uploaded edit file (of any registered method) and checks that it fits the loaded model.
+
+    Raises:
+        `EditFileError`: too large, corrupt, not an edit file, or computed for another text width.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EditFileError("no file was uploaded")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise EditFileError(f"{path.name} is {size / 1e6:.1f} MB; edit files may be at most {max_bytes / 1e6:.1f} MB")
+    edit = load_edit(path)
+    edit.check_compatible(pipe)
+    return edit

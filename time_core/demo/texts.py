@@ -1,0 +1,36 @@
+"""What the demo page says: its description, the help of each tab, and its stylesheet."""
+
+__all__ = ["CSS", "DEBIAS_HELP", "DESCRIPTION", "EDIT_HELP", "PAPER", "SWEEP_HELP"]
+
+PAPER = "https://arxiv.org/abs/2303.08084"
+DESCRIPTION = f"""\
+# TIME: Editing Implicit Assumptions in Text-to-Image Diffusion Models
+
+[Paper]({PAPER}) · Orgad, Kawar, Belinkov, ICCV 2023. A text-to-image model fills in what a prompt leaves out ("a pack
+of roses" comes out red). TIME edits that assumption in closed form: from a **source** prompt and a **destination**
+that states the attribute ("a pack of **blue** roses"), it updates the cross-attention projections so that the source
+and related prompts follow the destination while unrelated prompts stay as they were. The **original** and the
+**edited** model run with the same seeds; each caption gives CLIP's P = probability of the destination over the prompt.
+"""
+EDIT_HELP = """\
+**λ** weighs how close the edited projections stay to the original ones: small λ is a strong edit, large λ a weak one.
+**Positives** should follow the edit (generality); **negatives** should not (specificity); **efficacy** is the share of
+source images that show the destination.
+"""
+SWEEP_HELP = """\
+Sweeps λ for the edit, test prompts and settings of the **Edit** tab (including stacked edits): one
+eigendecomposition serves every λ and the original images come from the cache. The strip shows the first positive
+and the first negative prompt (first seed) for each λ, like Fig. 7 of the paper.
+"""
+DEBIAS_HELP = """\
+Debiasing (paper Sec. 5.5, App. H.2): F_p is the share of a prompt's images classified as the first attribute. A
+binary search over log λ on the **validation** prompt looks for the λ whose F_p is within 10% (relative) of the target,
+then F_p is measured before and after the edit on five held-out **test** prompts.
+"""
+CSS = """
+.gallery-panel .grid-container { grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)) !important; }
+.gallery-panel .caption-label { font-size: 11px; padding: 1px 4px; max-width: calc(100% - 8px); }
+#status-line p { margin: 0; }
+#model-line p { margin: 0; font-size: 0.9em; }
+footer { display: none !important; }
+"""

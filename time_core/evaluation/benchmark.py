@@ -1,0 +1,254 @@
+"""The paper's evaluation protocol (Sec. 5.4-5.5, App. C-D) on any preset, model and classifier, resumable and sharded.
+
+For each entry of an edit preset and each seed, three conditions are generated from the same initial latents:
+
+- **baseline**: the unedited model on the source prompt, the 5 positives and the 5 negatives;
+- **oracle**: the unedited model on the destinations of the source and the positives, and on the negatives' own
+  prompts (the oracle of a negative is its baseline);
+- **TIME** (or another registered method): the edited model, one edit per λ (one factorisation per entry serves
+  every λ), on the 11 prompts.
+
+Every image is classified as its prompt vs its destination (`time_core.evaluation.classifiers`), and efficacy,
+generality and specificity are reported as mean ± std over seeds, overall and per entry
+(`time_core.evaluation.metrics`).
+
+Work is split into units `(entry, block of seeds)` with a fixed batch composition, each written to its own JSON file
+as soon as it is done (atomically), so a re-run skips finished units, Ctrl-C loses nothing, and the merged numbers
+are identical for any number of processes. With `accelerate launch -m time_core.evaluate ...` every process takes
+every `num_processes`-th unit on its own device; the main process merges and writes the report.
+
+    python -m time_core.evaluate --preset shapes --model toy --classifier colour --seeds 8 --out runs/shapes
+    accelerate launch -m time_core.evaluate --preset timed_test_filtered_sd14 --model CompVis/stable-diffusion-v1-4 \\
+        --classifier ViT-B-32 --seeds 24 --lam 0.1 --out runs/timed
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..generate import generate
+from ..methods import get_method, prepare_edit
+from ..presets import NUM_PROMPTS, EditEntry, EditPreset, load_preset
+from ..solver import check_lam
+from .metrics import Scores, hits_from_probabilities, score
+from .results import RunConfig, check_out_dir, write_json
+
+__all__ = ["CONDITIONS", "EvalConfig", "check_eval_dir", "evaluate", "merge_results", "throughput", "unit_id"]
+
+CONDITIONS = ("baseline", "oracle", "time")
+EDITED_PROMPTS = 1 + NUM_PROMPTS  # the source and the positives: the prompts that should follow the edit
+
+
+@dataclass(frozen=True)
+class EvalConfig(RunConfig):
+    """Everything that determines the numbers of an evaluation (stored in `OUT/config.json`; λ values may be added
+    later). See `RunConfig` for the shared fields."""
+
+    lams: tuple[float, ...] = (0.1,)
+    scheduler: str = "default"
+    seeds_per_unit: int = 4
+    extra: dict = field(default_factory=dict)
+    not_identity: ClassVar[tuple[str, ...]] = ("lams", "limit", "extra")
+
+
+def unit_id(entry: int, seeds: Sequence[int]) -> str:
+    return f"e{entry:04d}_s{seeds[0]}-{seeds[-1]}"
+
+
+def _lam_key(lam: float) -> str:
+    return repr(float(lam))
+
+
+def _probabilities(classifier, images_by_prompt, prompts, destinations) -> list[list[float]]:
+    """`[prompt][seed]` images → `[prompt][seed]` P(destination)."""
+    flat = [img for row in images_by_prompt for img in row]
+    n_seeds = len(images_by_prompt[0])
+    p = classifier.prob_destination(
+        flat, [x for x in prompts for _ in range(n_seeds)], [x for x in destinations for _ in range(n_seeds)]
+    )
+    return np.asarray(p, dtype=np.float64).reshape(len(prompts), n_seeds).tolist()
+
+
+def _baseline_and_oracle(pipe, classifier, entry: EditEntry, seeds: Sequence[int], kwargs: dict) -> dict:
+    """The unedited model on the entry's prompts and on the destinations of the source and the positives."""
+    prompts, destinations = entry.prompts()
+    start = time.perf_counter()
+    images = generate(pipe, prompts + destinations[:EDITED_PROMPTS], seeds, **kwargs).original  # [11 + 6][S]
+    seconds = time.perf_counter() - start
+    baseline = _probabilities(classifier, images[: len(prompts)], prompts, destinations)
+    oracle = _probabilities(classifier, images[len(prompts) :], prompts[:EDITED_PROMPTS], destinations[:EDITED_PROMPTS])
+    return {"baseline": baseline, "oracle": oracle + baseline[EDITED_PROMPTS:],  # a negative's oracle is its baseline
+            "timing": {"images": len(images) * len(seeds), "seconds": seconds}}
+
+
+def run_unit(pipe, classifier, problem, entry: EditEntry, seeds: Sequence[int], lams: Sequence[float], config: EvalConfig,
+             base: dict | None) -> tuple[dict, dict[str, dict]]:
+    """Generates and classifies one unit; `base` (baseline + oracle) is reused when already stored."""
+    prompts, destinations = entry.prompts()
+    kwargs = dict(num_inference_steps=config.steps, guidance_scale=config.guidance, progress=False)
+    if base is None:
+        base = _baseline_and_oracle(pipe, classifier, entry, seeds, kwargs)
+    edited_results = {}
+    for lam in lams:
+        edit = problem.solve(lam)
+        start = time.perf_counter()
+        result = generate(pipe, prompts, seeds, edit=edit, original=False, **kwargs)
+        seconds = time.perf_counter() - start
+        edited_results[_lam_key(lam)] = {
+            "time": _probabilities(classifier, result.edited, prompts, destinations),
+            "timing": {"images": len(prompts) * len(seeds), "seconds": seconds},
+        }
+    return base, edited_results
+
+
+def _units(preset: EditPreset, config: EvalConfig) -> list[tuple[int, tuple[int, ...]]]:
+    n_entries = len(preset.entries) if config.limit is None else min(config.limit, len(preset.entries))
+    blocks = [config.seeds[i : i + config.seeds_per_unit] for i in range(0, len(config.seeds), config.seeds_per_unit)]
+    return [(e, tuple(block)) for e in range(n_entries) for block in blocks]
+
+
+def check_eval_dir(out: Path, config: EvalConfig) -> None:
+    """Prepares `out` for `config` (see `time_core.evaluation.results.check_out_dir`)."""
+    check_out_dir(out, config.identity(), "units")
+
+
+def _edit_preset(config: EvalConfig) -> EditPreset:
+    preset = load_preset(config.preset)
+    if not isinstance(preset, EditPreset):
+        raise ValueError(f"preset {config.preset!r} is a {type(preset).__name__}; evaluate needs an edit preset")
+    return preset
+
+
+def _todo(units, out: Path, lams) -> list[tuple[int, tuple[int, ...], list[float]]]:
+    """The units of `units` with missing files: `(entry, seeds, λ values still to run)`."""
+    todo = []
+    for entry_index, seeds in units:
+        uid = unit_id(entry_index, seeds)
+        missing = [lam for lam in lams if not (out / "units" / f"{uid}_lam{_lam_key(lam)}.json").exists()]
+        if missing or not (out / "units" / f"{uid}_base.json").exists():
+            todo.append((entry_index, seeds, missing))
+    return todo
+
+
+def _loaded(config: EvalConfig, pipe, classifier, device) -> tuple:
+    """The pipeline (with the configured sampler), the classifier, and `config` with the model's default settings."""
+    from ..models import generation_defaults, load_pipeline, with_scheduler
+    from .classifiers import load_classifier
+
+    pipe = with_scheduler(pipe if pipe is not None else load_pipeline(config.model, device=device), config.scheduler)
+    classifier = classifier if classifier is not None else load_classifier(config.classifier, device=device)
+    defaults = generation_defaults(pipe)
+    config = EvalConfig(**{**asdict(config), "steps": config.steps or defaults.steps,
+                           "guidance": defaults.guidance if config.guidance is None else config.guidance})
+    return pipe, classifier, config
+
+
+def evaluate(config: EvalConfig, out: str | Path, pipe=None, classifier=None, process_index: int = 0,
+             num_processes: int = 1, device=None, progress: bool = True) -> None:
+    """Runs this process's share of the units that are not done yet; see the module docstring."""
+    from ..models import check_scheduler
+
+    out = Path(out)
+    check_scheduler(config.scheduler)  # before any model is loaded
+    get_method(config.method)
+    preset = _edit_preset(config)
+    for lam in config.lams:
+        check_lam(lam)
+    todo = _todo(_units(preset, config)[process_index::num_processes], out, config.lams)
+    if not todo:
+        return
+    pipe, classifier, config = _loaded(config, pipe, classifier, device)
+    problems = {}
+    bar = tqdm(todo, desc=f"units (process {process_index + 1}/{num_processes})", disable=not progress)
+    for entry_index, seeds, missing in bar:
+        entry = preset.entries[entry_index]
+        uid = unit_id(entry_index, seeds)
+        bar.set_postfix_str(entry.source[:40])
+        if entry_index not in problems:  # one text encoding + factorisation per entry serves every λ
+            problems = {entry_index: prepare_edit(pipe, entry.source, entry.destination, config.edit_keys,
+                                                  config.augment, method=config.method)}
+        base_path = out / "units" / f"{uid}_base.json"
+        base = json.loads(base_path.read_text()) if base_path.exists() else None
+        base, edited = run_unit(pipe, classifier, problems[entry_index], entry, seeds, missing, config, base)
+        if not base_path.exists():
+            write_json(base_path, {"entry": entry_index, "seeds": list(seeds), **base})
+        for lam_key, result in edited.items():
+            write_json(out / "units" / f"{uid}_lam{lam_key}.json", {"entry": entry_index, "seeds": list(seeds),
+                                                                     "lam": float(lam_key), **result})
+
+
+def _hits(rows: list[list[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    hits = hits_from_probabilities(rows)  # (11, S)
+    return hits[0], hits[1:EDITED_PROMPTS], hits[EDITED_PROMPTS:]
+
+
+def _read_probabilities(config: EvalConfig, out: Path, units, columns: dict) -> dict[str, dict[int, np.ndarray]]:
+    """`[column][entry]` → `(11, S)` P(destination) over all seeds, in seed order, from the unit files."""
+    probabilities = {c: {e: [] for e, _ in units} for c in columns}
+    for entry_index, seeds in units:
+        uid = unit_id(entry_index, seeds)
+        base_path = out / "units" / f"{uid}_base.json"
+        if not base_path.exists():
+            raise FileNotFoundError(f"unit {uid} is not done ({base_path} missing): run the evaluation first")
+        base = json.loads(base_path.read_text())
+        probabilities["baseline"][entry_index].append(np.asarray(base["baseline"]))
+        probabilities["oracle"][entry_index].append(np.asarray(base["oracle"]))
+        for column, lam in columns.items():
+            if column.startswith("time@"):
+                path = out / "units" / f"{uid}_lam{_lam_key(lam)}.json"
+                if not path.exists():
+                    raise FileNotFoundError(f"unit {uid} at λ = {lam} is not done ({path} missing)")
+                probabilities[column][entry_index].append(np.asarray(json.loads(path.read_text())["time"]))
+    return {c: {e: np.concatenate(v, axis=1) for e, v in per_entry.items()} for c, per_entry in probabilities.items()}
+
+
+def merge_results(config: EvalConfig, out: str | Path, oracle_filter: float | None = None) -> dict:
+    """Reads every unit file and computes the scores per condition (and λ), overall and per entry."""
+    out = Path(out)
+    preset = load_preset(config.preset)
+    units = _units(preset, config)
+    entries = sorted({e for e, _ in units})
+    columns = {"baseline": "baseline", "oracle": "oracle", **{f"time@{_lam_key(l)}": l for l in config.lams}}
+    stacked = _read_probabilities(config, out, units, columns)
+
+    kept = entries
+    if oracle_filter is not None:  # App. D: keep entries whose oracle renders the destinations
+        kept = [e for e in entries
+                if hits_from_probabilities(stacked["oracle"][e][:EDITED_PROMPTS]).mean() >= oracle_filter]
+
+    def scores_of(column: str, selection: list[int]) -> Scores:
+        parts = [_hits(stacked[column][e]) for e in selection]
+        return score(np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts]), np.stack([p[2] for p in parts]))
+
+    return {
+        "config": asdict(config),
+        "oracle_filter": oracle_filter,
+        "entries_kept": len(kept),
+        "entries_total": len(entries),
+        "overall": {c: scores_of(c, kept).as_dict() for c in columns} if kept else {},
+        "per_entry": [
+            {"index": e, "source": preset.entries[e].source, "destination": preset.entries[e].destination,
+             "kept": e in kept, **{c: scores_of(c, [e]).as_dict() for c in columns}}
+            for e in entries
+        ],
+    }
+
+
+def throughput(out: str | Path) -> dict:
+    """Images generated and generation seconds summed over the unit files of `out`, and images per second (per
+    process: with N processes the run's wall-clock rate is up to N times higher)."""
+    images = seconds = 0.0
+    for path in sorted((Path(out) / "units").glob("*.json")):
+        timing = json.loads(path.read_text()).get("timing")
+        if timing:
+            images += timing["images"]
+            seconds += timing["seconds"]
+    return {"images": int(images), "seconds": seconds, "images_per_second": images / seconds if seconds else None}

@@ -1,0 +1,124 @@
+"""The reports of the evaluation and debiasing commands: markdown tables and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["debias_table", "markdown_table", "write_plots"]
+
+METRICS = ("efficacy", "generality", "specificity")
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{100 * value['mean']:.1f} ± {100 * value['std']:.1f}"
+
+
+def markdown_table(report: dict) -> str:
+    """The evaluation report as markdown: the metrics per condition, then E / G / S per entry."""
+    columns = list(report["overall"])
+    lines = ["| metric | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for metric in METRICS:
+        lines.append(f"| {metric} | " + " | ".join(_fmt(report["overall"][c][metric]) for c in columns) + " |")
+    lines += ["", f"{report['entries_kept']} of {report['entries_total']} entries"
+              + (f" (oracle filter {report['oracle_filter']})" if report["oracle_filter"] is not None else "")
+              + f", seeds {len(report['config']['seeds'])}, classifier {report['config']['classifier']}, "
+              f"model {report['config']['model']}"]
+    lines += ["", "| entry | " + " | ".join(f"{c} E / G / S" for c in columns) + " |", "|---|" + "---|" * len(columns)]
+    for row in report["per_entry"]:
+        cells = [" / ".join("—" if row[c][m] is None else f"{100 * row[c][m]['mean']:.0f}"
+                            for m in METRICS) for c in columns]
+        lines.append(f"| {row['source']} → {row['destination']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_plots(report: dict, out: Path) -> list[Path]:
+    """Per-entry bars of the first TIME column and, with several λ, the metrics against λ (`per_entry.png`,
+    `lambda_sweep.png` in `out`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    time_columns = [c for c in report["overall"] if c.startswith("time@")]
+    if not time_columns:
+        return []
+    paths = [_per_entry_plot(plt, report, time_columns[0], out / "per_entry.png")]
+    if len(time_columns) > 1:
+        paths.append(_sweep_plot(plt, report, time_columns, out / "lambda_sweep.png"))
+    return paths
+
+
+def _per_entry_plot(plt, report: dict, column: str, path: Path) -> Path:
+    rows = report["per_entry"]
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(rows)), 4))
+    width = 0.27
+    x = np.arange(len(rows))
+    for k, metric in enumerate(METRICS):
+        values = [100 * (r[column][metric] or {"mean": 0})["mean"] for r in rows]
+        ax.bar(x + (k - 1) * width, values, width, label=metric)
+    ax.set_xticks(x, [r["source"][:20] for r in rows], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("%")
+    ax.set_title(f"TIME per entry ({column})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _sweep_plot(plt, report: dict, columns: list[str], path: Path) -> Path:
+    lams = [float(c.split("@", 1)[1]) for c in columns]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for metric in METRICS:
+        means = np.array([100 * report["overall"][c][metric]["mean"] for c in columns])
+        stds = np.array([100 * report["overall"][c][metric]["std"] for c in columns])
+        ax.plot(lams, means, marker="o", label=metric)
+        ax.fill_between(lams, means - stds, means + stds, alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("λ")
+    ax.set_ylabel("%")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _lam(value: float | None) -> str:
+    return "none" if value is None else f"{value:.3g}"
+
+
+def debias_table(report: dict) -> str:
+    """The report as markdown: one row per entry (F_p on the test prompts, Δ_p), then the mean."""
+    has_multi = "delta_multi" in report["overall"]
+    head = "| prompt | λ_p | F_p original | F_p TIME | Δ original | Δ TIME |"
+    rule = "|---|---|---|---|---|---|"
+    if has_multi:
+        head += " F_p TIME Multi | Δ TIME Multi |"
+        rule += "---|---|"
+    lines = [head, rule]
+    for r in report["entries"]:
+        line = (f"| {r['source']} | {_lam(r['lam'])}{'' if r['converged'] else '*'} | {_pct(r['F_original'])} | "
+                f"{_pct(r['F_time'])} | {_num(r['delta_original'])} | {_num(r['delta_time'])} |")
+        if has_multi:
+            line += f" {_pct(r.get('F_multi'))} | {_num(r.get('delta_multi'))} |"
+        lines.append(line)
+    o = report["overall"]
+    line = (f"| **mean** | | {_pct(o.get('F_original'))} | {_pct(o.get('F_time'))} | "
+            f"**{_num(o.get('delta_original'))}** | **{_num(o.get('delta_time'))}** |")
+    if has_multi:
+        line += f" {_pct(o.get('F_multi'))} (λ = {_lam(report['multi_lam'])}) | **{_num(o.get('delta_multi'))}** |"
+    lines.append(line)
+    if any(not r["converged"] for r in report["entries"]):
+        lines += ["", "`*`: the search did not reach the tolerance; the λ closest to the target is used."]
+    return "\n".join(lines) + "\n"
