@@ -1,16 +1,16 @@
-# Two entry points for a fresh machine: `make app` and `make test`. Both create .venv and install what they need.
+# Entry points for a fresh machine: `make app` and `make test`. Both create .venv and install what they need.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup app test bench
+.PHONY: setup app test test-fast chromium screenshot bench
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -19,9 +19,20 @@ app: $(STAMP)
 	$(BIN)/python app.py
 
 # The browser test drives Debian's Chromium (Playwright cannot download its own browser here); CI runs as root.
-test: $(STAMP)
+chromium:
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+# The whole suite, as CI runs it (.ci/run): the library, the commands, the demo, the served app, the browser, the wheel.
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+# Everything but the browser tests (no Chromium needed).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not browser"
+
+# Refreshes docs/screenshot.png (the README's picture of the demo) from the browser test's view of an edit.
+screenshot: $(STAMP) chromium
+	$(BIN)/python -m pytest -q tests/app/test_browser.py -k test_edit_in_the_browser --update-screenshot
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_edit.py
