@@ -32,8 +32,7 @@ NUM_ATTRIBUTES: int = 2
 
 @dataclass(frozen=True)
 class PromptPair:
-    r"""
-    A prompt and its edited counterpart.
+    """A prompt and its edited counterpart.
 
     Args:
         prompt (`str`): The prompt as written before the edit.
@@ -47,8 +46,7 @@ class PromptPair:
 
 @dataclass(frozen=True)
 class EditEntry:
-    r"""
-    One edit of an edit benchmark.
+    """One edit of an edit benchmark.
 
     Args:
         source (`str`): The under-specified source prompt, e.g. `"A banana"`.
@@ -70,8 +68,7 @@ class EditEntry:
 
 @dataclass(frozen=True)
 class EditPreset:
-    r"""
-    An edit benchmark.
+    """An edit benchmark.
 
     Args:
         name (`str`): Short name, the file stem of the preset.
@@ -88,8 +85,7 @@ class EditPreset:
 
 @dataclass(frozen=True)
 class DebiasEntry:
-    r"""
-    One attribute to balance for one under-specified prompt.
+    """One attribute to balance for one under-specified prompt.
 
     Args:
         source (`str`): The under-specified prompt, e.g. `"a developer"`.
@@ -112,8 +108,7 @@ class DebiasEntry:
 
 @dataclass(frozen=True)
 class DebiasPreset:
-    r"""
-    A debiasing set.
+    """A debiasing set.
 
     Args:
         name (`str`): Short name, the file stem of the preset.
@@ -130,30 +125,30 @@ class DebiasPreset:
 
 def _check_keys(obj: Any, keys: tuple[str, ...], where: str) -> None:
     if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}.")
+        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     unknown = [key for key in obj if key not in keys]
     if unknown:
-        raise ValueError(f"{where}: unknown key {unknown[0]!r}; expected keys {list(keys)}.")
+        raise ValueError(f"{where}: unknown key {unknown[0]!r}; expected keys {list(keys)}")
     missing = [key for key in keys if key not in obj]
     if missing:
-        raise ValueError(f"{where}: missing key {missing[0]!r}.")
+        raise ValueError(f"{where}: missing key {missing[0]!r}")
 
 
 def _string(obj: dict, key: str, where: str) -> str:
     value = obj[key]
     if not isinstance(value, str):
-        raise ValueError(f"{where}: key {key!r} must be a string, got {type(value).__name__}.")
+        raise ValueError(f"{where}: key {key!r} must be a string, got {type(value).__name__}")
     if not value.strip():
-        raise ValueError(f"{where}: key {key!r} must not be empty.")
+        raise ValueError(f"{where}: key {key!r} must not be empty")
     return value
 
 
 def _list(obj: dict, key: str, length: int, where: str) -> list:
     value = obj[key]
     if not isinstance(value, list):
-        raise ValueError(f"{where}: key {key!r} must be a list, got {type(value).__name__}.")
+        raise ValueError(f"{where}: key {key!r} must be a list, got {type(value).__name__}")
     if len(value) != length:
-        raise ValueError(f"{where}: key {key!r} must hold exactly {length} items, got {len(value)}.")
+        raise ValueError(f"{where}: key {key!r} must hold exactly {length} items, got {len(value)}")
     return value
 
 
@@ -178,7 +173,7 @@ def _strings(obj: dict, key: str, length: int, where: str) -> tuple[str, ...]:
     values = _list(obj, key, length, where)
     for k, value in enumerate(values):
         if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{where}: key {key!r} item {k} must be a non-empty string, got {value!r}.")
+            raise ValueError(f"{where}: key {key!r} item {k} must be a non-empty string, got {value!r}")
     return tuple(values)
 
 
@@ -186,7 +181,7 @@ def _debias_entry(obj: Any, where: str) -> DebiasEntry:
     _check_keys(obj, ("source", "destination", "validation", "tests", "attributes", "classes"), where)
     attributes = _strings(obj, "attributes", NUM_ATTRIBUTES, where)
     if len(set(attributes)) != len(attributes):
-        raise ValueError(f"{where}: key 'attributes' must hold distinct values, got {list(attributes)}.")
+        raise ValueError(f"{where}: key 'attributes' must hold distinct values, got {list(attributes)}")
     return DebiasEntry(
         source=_string(obj, "source", where),
         destination=_string(obj, "destination", where),
@@ -198,8 +193,7 @@ def _debias_entry(obj: Any, where: str) -> DebiasEntry:
 
 
 def parse_preset(data: Any, source: str = "<preset>") -> EditPreset | DebiasPreset:
-    r"""
-    Validates a decoded preset object and builds its dataclass.
+    """Validates a decoded preset object and builds its dataclass.
 
     Args:
         data (`Any`): The decoded JSON object.
@@ -211,13 +205,13 @@ def parse_preset(data: Any, source: str = "<preset>") -> EditPreset | DebiasPres
     _check_keys(data, ("name", "description", "model", "kind", "entries"), source)
     model = _string(data, "model", source)
     if model not in MODELS:
-        raise ValueError(f"{source}: key 'model' must be one of {MODELS}, got {model!r}.")
+        raise ValueError(f"{source}: key 'model' must be one of {MODELS}, got {model!r}")
     kind = _string(data, "kind", source)
     if kind not in KINDS:
-        raise ValueError(f"{source}: key 'kind' must be one of {KINDS}, got {kind!r}.")
+        raise ValueError(f"{source}: key 'kind' must be one of {KINDS}, got {kind!r}")
     entries = data["entries"]
     if not isinstance(entries, list) or not entries:
-        raise ValueError(f"{source}: key 'entries' must be a non-empty list.")
+        raise ValueError(f"{source}: key 'entries' must be a non-empty list")
     name = _string(data, "name", source)
     description = _string(data, "description", source)
     if kind == "edit":
@@ -228,8 +222,7 @@ def parse_preset(data: Any, source: str = "<preset>") -> EditPreset | DebiasPres
 
 
 def list_presets() -> dict[str, Path]:
-    r"""
-    The preset files shipped with the package (`PRESETS_DIR`).
+    """The preset files shipped with the package (`PRESETS_DIR`).
 
     Returns:
         `dict[str, Path]`: Preset name (file stem) to file path, sorted by name.
@@ -238,8 +231,7 @@ def list_presets() -> dict[str, Path]:
 
 
 def load_preset(path_or_name: str | Path) -> EditPreset | DebiasPreset:
-    r"""
-    Loads a preset strictly.
+    """Loads a preset strictly.
 
     Args:
         path_or_name (`str` or `Path`): A path to a JSON file, or the name of a shipped preset (see `list_presets`),
@@ -253,11 +245,11 @@ def load_preset(path_or_name: str | Path) -> EditPreset | DebiasPreset:
         presets = list_presets()
         if str(path_or_name) not in presets:
             raise ValueError(
-                f"No preset file or shipped preset named {str(path_or_name)!r}; shipped presets: {sorted(presets)}."
+                f"no preset file or shipped preset named {str(path_or_name)!r}; shipped presets: {sorted(presets)}"
             )
         path = presets[str(path_or_name)]
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: invalid JSON: {error}.") from error
+        raise ValueError(f"{path}: invalid JSON: {error}") from error
     return parse_preset(data, source=str(path))

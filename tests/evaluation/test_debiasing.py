@@ -149,6 +149,6 @@ def test_bad_input_is_a_clear_error(sd1, tmp_path):
         main(["--preset", "shapes", "--out", str(tmp_path / "d")])
     with pytest.raises(SystemExit, match="--seeds must be >= 1"):
         main(["--preset", "shapes_debias", "--seeds", "0", "--out", str(tmp_path / "e")])
-    with pytest.raises(ValueError, match="Unknown scorer 'no-such-scorer'"):
+    with pytest.raises(ValueError, match="unknown scorer 'no-such-scorer'"):
         run_debias_benchmark(_config(preset, classifier="no-such-scorer"), tmp_path / "f", pipe=sd1)
     assert math.isfinite(delta(0.3, 0.5))

@@ -132,7 +132,7 @@ def test_unknown_scorer_name():
     for name in ("ViT-B-16", "open_clip:ViT-B-32", "toys", ""):
         with pytest.raises(ValueError, match="ViT-B-32.*open_clip:MODEL:PRETRAINED.*toy"):
             load_scorer(name)
-    with pytest.raises(ValueError, match="Unknown open_clip pretrained tag"):
+    with pytest.raises(ValueError, match="unknown open_clip pretrained tag"):
         load_scorer("open_clip:ViT-B-32:no-such-tag")
 
 
@@ -142,7 +142,7 @@ def test_vit_b_32_offline_fails_fast_with_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # empty cache: nothing to reuse
     start = time.perf_counter()
-    expected = "Could not download the CLIP weights ViT-B-32:openai"
+    expected = "could not download the CLIP weights ViT-B-32:openai"
     with pytest.raises(ScorerWeightsUnavailableError, match=expected) as info:
         load_scorer("ViT-B-32", device="cpu")
     assert time.perf_counter() - start < 10.0

@@ -10,8 +10,7 @@ __all__ = ["OriginalCache"]
 
 
 class OriginalCache:
-    r"""
-    A thread-safe LRU cache of the original model's images, keyed by `(model, prompt, seed, steps, guidance, height,
+    """A thread-safe LRU cache of the original model's images, keyed by `(model, prompt, seed, steps, guidance, height,
     width)`: an image of the unedited model depends on nothing else, so changing λ or the edit only regenerates the
     edited side.
 

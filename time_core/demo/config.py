@@ -22,8 +22,7 @@ FAMILIES = ("toy", "sd")
 
 @dataclass(frozen=True)
 class DemoConfig:
-    r"""
-    Defaults and limits of the demo for one model.
+    """Defaults and limits of the demo for one model.
 
     Args:
         model (`str`): `"toy"`, a hub id or a local folder (see `time_core.load_pipeline`).
@@ -35,7 +34,7 @@ class DemoConfig:
         lam (`float`): the default λ.
         max_seeds (`int`), max_steps (`int`), max_size (`int`): limits on what a user may ask for.
         max_upload_mb (`float`): the largest edit file accepted, in MB.
-        scorer (`str`): the `time_core.scoring.load_scorer` name of the CLIP classifier.
+        scorer (`str`): the `time_core.evaluation.scoring.load_scorer` name of the CLIP classifier.
         sweep_count (`int`), sweep_log_min (`float`), sweep_log_max (`float`): the default λ sweep (log10 bounds).
         sweep_seeds (`int`): images per prompt and λ in a sweep.
         debias_seeds (`int`): images per prompt when debiasing.
@@ -85,8 +84,7 @@ class DemoConfig:
 
     @classmethod
     def for_model(cls, model: str = TOY, family: str | None = None, **overrides: Any) -> DemoConfig:
-        r"""
-        The defaults for a model: the toy model gets 64×64 images, 12 steps, guidance 5 and 4 seeds; Stable Diffusion
+        """The defaults for a model: the toy model gets 64×64 images, 12 steps, guidance 5 and 4 seeds; Stable Diffusion
         gets its native size (512 for SD 1.4), 25 steps, guidance 7.5 and 2 seeds.
 
         Args:
@@ -110,8 +108,7 @@ class DemoConfig:
 
 
 def resolve_model(model: str | None = None, environ: Mapping[str, str] | None = None) -> str:
-    r"""
-    The model the demo loads: `model` (the `--model` flag) if given, else the `TIME_MODEL` environment variable, else
+    """The model the demo loads: `model` (the `--model` flag) if given, else the `TIME_MODEL` environment variable, else
     Stable Diffusion 1.4 when a CUDA GPU is present and the embedded toy model otherwise. Nothing falls back silently:
     a model that fails to load is an error.
     """

@@ -26,8 +26,7 @@ Classify = Callable[[Sequence[Any]], Sequence[str]]
 
 
 class ShareAtLambda:
-    r"""
-    `evaluate` for `search_lambda` on a real model: F_p of one prompt under the edit at λ. The λ-independent part of
+    """`evaluate` for `search_lambda` on a real model: F_p of one prompt under the edit at λ. The λ-independent part of
     the edit is solved once; the last images and labels are kept for display.
 
     Args:
@@ -67,8 +66,7 @@ class TestShare:
 
 @dataclass(frozen=True)
 class DebiasUpdate:
-    r"""
-    The state of a debiasing run.
+    """The state of a debiasing run.
 
     Args:
         stage (`str`): `"original"`, `"search"` or `"tests"` (done).
@@ -112,8 +110,7 @@ def run_debias(
     progress: ProgressFn | None = None,
     method: str = DEFAULT_METHOD,
 ) -> Iterator[DebiasUpdate]:
-    r"""
-    Debiases one entry: F_p of the original model on the validation prompt, the binary search of λ (one
+    """Debiases one entry: F_p of the original model on the validation prompt, the binary search of λ (one
     eigendecomposition for every λ), then F_p before and after on the test prompts. Yields after each stage and step.
 
     Args:

@@ -21,8 +21,7 @@ __all__ = ["EditUpdate", "run_edit"]
 
 @dataclass(frozen=True)
 class EditUpdate:
-    r"""
-    One step of an edit run.
+    """One step of an edit run.
 
     Args:
         stage (`str`): `"original"` (originals ready, edited pending) or `"edited"` (done).
@@ -55,8 +54,7 @@ def run_edit(
     augment: bool = True,
     progress: ProgressFn | None = None,
 ) -> Iterator[EditUpdate]:
-    r"""
-    Computes the edit (the session's stack plus `prompts.source → prompts.destination`), then yields the original
+    """Computes the edit (the session's stack plus `prompts.source → prompts.destination`), then yields the original
     model's scored images and, once generated, the edited model's, with the same seeds.
 
     Everything is checked before any image is generated: bad prompts raise `PromptError`, a bad λ `ValueError`.

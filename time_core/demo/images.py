@@ -35,8 +35,7 @@ class StageProgress:
 
 @dataclass(frozen=True)
 class ScoredImage:
-    r"""
-    One generated image and its CLIP score.
+    """One generated image and its CLIP score.
 
     Args:
         role (`str`): `"source"`, `"positive"` or `"negative"`.
@@ -65,8 +64,7 @@ def original_images(
     settings: GenerationSettings,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[list[Any]], int]:
-    r"""
-    The original model's images `[prompt][seed]`, from the cache where possible; the missing ones are generated in
+    """The original model's images `[prompt][seed]`, from the cache where possible; the missing ones are generated in
     one batched call and cached. A bare string is one prompt.
 
     Returns:

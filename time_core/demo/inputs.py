@@ -52,8 +52,7 @@ def parse_number(
     limit_hint: str = "",
     positive: bool = False,
 ) -> int | float:
-    r"""
-    Reads a number typed into a field, or raises `DemoInputError` naming the field.
+    """Reads a number typed into a field, or raises `DemoInputError` naming the field.
 
     Args:
         value (`Any`): what the field holds (number or text).
@@ -112,8 +111,7 @@ def log_from_lam(value: Any) -> float:
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    r"""
-    How images are generated: seeds, steps, guidance and size (checked against the configuration's limits).
+    """How images are generated: seeds, steps, guidance and size (checked against the configuration's limits).
 
     Args:
         seeds (`tuple[int, ...]`): one image per seed and prompt.
@@ -143,8 +141,7 @@ def parse_settings(
     max_seeds: int | None = None,
     default_size: int | None = None,
 ) -> GenerationSettings:
-    r"""
-    Checks the "Advanced" fields against the limits of `config`; empty arguments take the configuration's defaults.
+    """Checks the "Advanced" fields against the limits of `config`; empty arguments take the configuration's defaults.
 
     Raises:
         `DemoInputError`: a field is not a number or breaks a limit; the message names it.
@@ -175,8 +172,7 @@ def _cell(value: Any) -> str:
 
 
 def parse_test_prompts(rows: Any) -> tuple[tuple[PromptPair, ...], tuple[PromptPair, ...]]:
-    r"""
-    Reads the test-prompt table: rows `[role, prompt, destination]` with role `positive` or `negative`.
+    """Reads the test-prompt table: rows `[role, prompt, destination]` with role `positive` or `negative`.
 
     Empty rows are skipped. A `pandas.DataFrame`, a list of lists or a `{"data": ...}` dict are accepted.
 
@@ -223,8 +219,7 @@ def parse_log_lam_range(log_min: Any, log_max: Any, what: str = "") -> tuple[flo
 
 
 def lambda_grid(log_min: Any, log_max: Any, count: Any) -> tuple[float, ...]:
-    r"""
-    `count` log-spaced λ values from `10**log_min` to `10**log_max`.
+    """`count` log-spaced λ values from `10**log_min` to `10**log_max`.
 
     Raises:
         `DemoInputError`: non-numeric fields, `log_min >= log_max`, bounds outside `LOG_LAM_LIMITS` or `count` outside

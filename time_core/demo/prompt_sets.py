@@ -32,8 +32,7 @@ _PRESET_ORDER: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class PromptSet:
-    r"""
-    The prompts of one edit run: the edit itself and the test prompts whose images are shown and scored.
+    """The prompts of one edit run: the edit itself and the test prompts whose images are shown and scored.
 
     Args:
         source (`str`), destination (`str`): the edit.
@@ -82,8 +81,7 @@ def _short(text: str, width: int = 60) -> str:
 
 
 def preset_choices(family: str, kind: str = "edit") -> list[tuple[str, str]]:
-    r"""
-    The presets of a model family as dropdown choices `(label, key)`, grouped by benchmark in the label
+    """The presets of a model family as dropdown choices `(label, key)`, grouped by benchmark in the label
     ("TIMED test · A banana → A blue banana").
 
     Args:
@@ -139,8 +137,7 @@ def _destination_of(prompt: str, source: str, destination: str) -> str:
 
 
 def preset_prompts(key: str) -> PromptSet:
-    r"""
-    The `PromptSet` of a preset entry (`key` from `preset_choices`). For a debiasing entry, its test prompts become
+    """The `PromptSet` of a preset entry (`key` from `preset_choices`). For a debiasing entry, its test prompts become
     positives whose destination has the edit applied, and there are no negatives.
     """
     _, entry = _preset_entry(key)

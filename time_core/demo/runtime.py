@@ -17,8 +17,7 @@ __all__ = ["DemoRuntime"]
 
 @dataclass
 class DemoRuntime:
-    r"""
-    What every session shares: the pipeline (never written), the CLIP classifier, the configuration and the cache of
+    """What every session shares: the pipeline (never written), the CLIP classifier, the configuration and the cache of
     original images. Sessions keep their own edits in `SessionEdits`.
 
     Args:

@@ -20,8 +20,7 @@ __all__ = ["SessionEdits", "load_edit_file", "save_edit_file"]
 
 @dataclass(frozen=True)
 class SessionEdits:
-    r"""
-    The edits of one session (kept in the UI's per-session state; never shared).
+    """The edits of one session (kept in the UI's per-session state; never shared).
 
     The stacked pairs and the current pair are solved together as one multi-edit of one method,
     `compute_edit(pipe, [sources], [destinations], ..., method=method)`. Every method returns a new object; the old
@@ -61,8 +60,7 @@ class SessionEdits:
         return replace(self, edit=edit)
 
     def pairs(self, source: str = "", destination: str = "") -> tuple[tuple[str, ...], tuple[str, ...]]:
-        r"""
-        The sources and destinations of the multi-edit: the stack plus the current pair.
+        """The sources and destinations of the multi-edit: the stack plus the current pair.
 
         An empty current pair is allowed only when the stack is not empty; half a pair raises `PromptError`.
         """
@@ -110,8 +108,7 @@ def save_edit_file(edit: BaseEdit, directory: str | Path) -> Path:
 
 
 def load_edit_file(path: str | Path, pipe, max_bytes: int) -> BaseEdit:
-    r"""
-    Reads an uploaded edit file (of any registered method) and checks that it fits the loaded model.
+    """Reads an uploaded edit file (of any registered method) and checks that it fits the loaded model.
 
     Raises:
         `EditFileError`: too large, corrupt, not an edit file, or computed for another text width.

@@ -20,8 +20,7 @@ __all__ = ["SweepPoint", "SweepUpdate", "run_sweep"]
 
 @dataclass(frozen=True)
 class SweepPoint:
-    r"""
-    The result for one λ of a sweep.
+    """The result for one λ of a sweep.
 
     Args:
         lam (`float`): λ.
@@ -36,8 +35,7 @@ class SweepPoint:
 
 @dataclass(frozen=True)
 class SweepUpdate:
-    r"""
-    The state of a λ sweep after some λ values.
+    """The state of a λ sweep after some λ values.
 
     Args:
         lams (`tuple[float, ...]`): every λ of the sweep.
@@ -76,8 +74,7 @@ def run_sweep(
     augment: bool = True,
     progress: ProgressFn | None = None,
 ) -> Iterator[SweepUpdate]:
-    r"""
-    Sweeps λ for one edit: ONE text encoding and eigendecomposition (`prepare_edit`), `.solve(λ)` per value, the
+    """Sweeps λ for one edit: ONE text encoding and eigendecomposition (`prepare_edit`), `.solve(λ)` per value, the
     original images from the cache; yields after the originals and after every λ.
 
     Args:

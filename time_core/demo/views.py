@@ -103,8 +103,7 @@ _METRIC_COLOURS = {"efficacy": "#1f77b4", "generality": "#2ca02c", "specificity"
 
 
 def sweep_figure(update: SweepUpdate):
-    r"""
-    Efficacy, generality and specificity of the edited model against λ (log axis), mean ± std over seeds, with the
+    """Efficacy, generality and specificity of the edited model against λ (log axis), mean ± std over seeds, with the
     original model's values as dashed lines.
 
     Returns:
@@ -149,8 +148,7 @@ def sweep_rows(update: SweepUpdate) -> list[list[str]]:
 
 
 def sweep_strip(update: SweepUpdate, pending: bool = True) -> list[tuple[Any, str]]:
-    r"""
-    The image strip of a sweep (paper Fig. 7), row-major: one row per strip prompt, the original image first, then one
+    """The image strip of a sweep (paper Fig. 7), row-major: one row per strip prompt, the original image first, then one
     image per λ. Items are `(image, caption)`; with `pending`, λ values not done yet get a grey placeholder, so the
     rows keep their alignment in a grid of `len(update.lams) + 1` columns.
     """

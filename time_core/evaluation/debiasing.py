@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from ..generate import generate
 from ..methods import get_method, prepare_edit
 from ..presets import DebiasEntry, DebiasPreset, load_preset
+from ..prompts import as_prompts
 from .metrics import attribute_share, delta
 from .results import RunConfig, check_out_dir, write_json
 from .search import LOG_LAM_MAX, LOG_LAM_MIN, iter_search, result_of
@@ -73,7 +74,10 @@ class ShareMeter:
 
     def shares(self, prompts: Sequence[str], entries: Sequence[DebiasEntry], edit=None) -> list[float]:
         """One F_p per prompt; `entries[i]` gives prompt i's attributes and class texts."""
-        result = generate(self.pipe, list(prompts), self.seeds, edit=edit, original=edit is None,
+        prompts = as_prompts(prompts)
+        if len(prompts) != len(entries):
+            raise ValueError(f"got {len(prompts)} prompts but {len(entries)} entries")
+        result = generate(self.pipe, prompts, self.seeds, edit=edit, original=edit is None,
                           num_inference_steps=self.steps, guidance_scale=self.guidance, progress=False)
         images = result.original if edit is None else result.edited  # [prompt][seed]
         return [attribute_share(self.classifier.labels(row, entry.classes, entry.attributes), entry.attributes[0])
@@ -173,8 +177,7 @@ def run_debias_benchmark(config: DebiasConfig, out: str | Path, pipe=None, class
 
 
 def merge_debias(config: DebiasConfig, out: str | Path, count: int) -> dict:
-    r"""
-    Reads the entry files of `out` and reports, per entry and on average, F_p and Δ_p on the test prompts for the
+    """Reads the entry files of `out` and reports, per entry and on average, F_p and Δ_p on the test prompts for the
     original model, TIME (per-entry λ) and TIME Multi (one λ; present when it was run). As in the paper, F_p pools all
     images of an entry's test prompts (every prompt has the same number of seeds, so it is the mean of the prompts'
     shares) and Δ_p = |F_p − target| / target; the per-prompt shares stay in `OUT/entries/`.

@@ -110,8 +110,7 @@ def attribute_share(labels: Sequence[str], attribute: str) -> float:
 
 
 def f_share(images: Sequence[Any], classify: Callable[[Sequence[Any]], Sequence[str]], attribute: str) -> float:
-    r"""
-    F_p: the share of `images` that `classify` labels `attribute`.
+    """F_p: the share of `images` that `classify` labels `attribute`.
 
     Args:
         images (`Sequence`): the images of one prompt.

@@ -60,8 +60,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def check_out_dir(out: Path, identity: dict, subdir: str) -> None:
-    r"""
-    Prepares a results folder: creates `out/subdir` and stores `identity` in `out/config.json`, or checks that the
+    """Prepares a results folder: creates `out/subdir` and stores `identity` in `out/config.json`, or checks that the
     stored one is the same, so that results of different configurations never mix.
 
     Args:

@@ -1,5 +1,4 @@
-r"""
-CLIP zero-shot scoring of edited text-to-image models (TIME, Sec. 5.4).
+"""CLIP zero-shot scoring of edited text-to-image models (TIME, Sec. 5.4).
 
 Each generated image is classified as its (source) prompt or its destination prompt by CLIP:
 `P(destination) = softmax(logit_scale * [cos(image, prompt), cos(image, destination)])[1]`. Efficacy, generality and
@@ -44,8 +43,7 @@ class ScorerWeightsUnavailableError(RuntimeError):
 
 
 class ClipScorer:
-    r"""
-    CLIP zero-shot classifier of images between text prompts.
+    """CLIP zero-shot classifier of images between text prompts.
 
     Text features are cached per string on this object; images are encoded in batches of `batch_size`.
 
@@ -68,7 +66,7 @@ class ClipScorer:
         batch_size: int = 64,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model.eval()
         self.preprocess = preprocess
         self.tokenizer = tokenizer
@@ -87,8 +85,7 @@ class ClipScorer:
 
     @torch.no_grad()
     def encode_images(self, images: Sequence[ImageLike]) -> torch.Tensor:
-        r"""
-        Unit-norm image features.
+        """Unit-norm image features.
 
         Args:
             images (`Sequence[PIL.Image.Image | np.ndarray]`): RGB images (arrays: `(H, W, 3)` `uint8`).
@@ -97,7 +94,7 @@ class ClipScorer:
             `torch.Tensor`: `(N, D)` float32 features on the CPU.
         """
         if len(images) == 0:
-            raise ValueError("images is empty.")
+            raise ValueError("images is empty")
         features = []
         for start in range(0, len(images), self.batch_size):
             chunk = [self.preprocess(_to_pil(image)) for image in images[start : start + self.batch_size]]
@@ -108,8 +105,7 @@ class ClipScorer:
 
     @torch.no_grad()
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        r"""
-        Unit-norm text features, computed once per distinct string and cached.
+        """Unit-norm text features, computed once per distinct string and cached.
 
         Args:
             texts (`str` or `Sequence[str]`): Prompts (a bare string is one prompt).
@@ -119,7 +115,7 @@ class ClipScorer:
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
         if len(texts) == 0:
-            raise ValueError("texts is empty.")
+            raise ValueError("texts is empty")
         missing = [text for text in dict.fromkeys(texts) if text not in self._text_features]
         if missing:
             tokens = self.tokenizer(missing).to(self.device)  # (M, L)
@@ -132,8 +128,7 @@ class ClipScorer:
         self._text_features.clear()
 
     def classify(self, images: Sequence[ImageLike], class_texts: Sequence[str]) -> torch.Tensor:
-        r"""
-        Zero-shot classification of every image among the same class prompts.
+        """Zero-shot classification of every image among the same class prompts.
 
         Args:
             images (`Sequence[PIL.Image.Image | np.ndarray]`): `N` images.
@@ -143,9 +138,9 @@ class ClipScorer:
             `torch.Tensor`: `(N, K)` class probabilities; rows sum to 1.
         """
         if isinstance(class_texts, str):
-            raise ValueError(f"class_texts must be a list of at least 2 prompts, got the single string {class_texts!r}.")
+            raise ValueError(f"class_texts must be a list of at least 2 prompts, got the single string {class_texts!r}")
         if len(class_texts) < 2:
-            raise ValueError(f"classify needs at least 2 class texts, got {len(class_texts)}.")
+            raise ValueError(f"classify needs at least 2 class texts, got {len(class_texts)}")
         image_features = self.encode_images(images)  # (N, D)
         text_features = self.encode_texts(class_texts)  # (K, D)
         logits = self.logit_scale * image_features @ text_features.T  # (N, K)
@@ -157,8 +152,7 @@ class ClipScorer:
         prompts: str | Sequence[str],
         destinations: str | Sequence[str],
     ) -> torch.Tensor:
-        r"""
-        Probability that each image shows its destination prompt rather than its prompt (two-way zero-shot CLIP).
+        """Probability that each image shows its destination prompt rather than its prompt (two-way zero-shot CLIP).
 
         Args:
             images (`Sequence[PIL.Image.Image | np.ndarray]`): `N` images.
@@ -186,7 +180,7 @@ def _broadcast(texts: str | Sequence[str], n: int, what: str) -> list[str]:
         return [texts] * n
     texts = list(texts)
     if len(texts) != n:
-        raise ValueError(f"Got {n} images but {len(texts)} {what}.")
+        raise ValueError(f"got {n} images but {len(texts)} {what}")
     return texts
 
 
@@ -196,7 +190,7 @@ def _to_pil(image: ImageLike) -> Image.Image:
         return image.convert("RGB")
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[-1] != 3 or array.dtype != np.uint8:
-        raise ValueError(f"Expected a PIL image or an (H, W, 3) uint8 array, got {array.dtype} {array.shape}.")
+        raise ValueError(f"expected a PIL image or an (H, W, 3) uint8 array, got {array.dtype} {array.shape}")
     return Image.fromarray(array)
 
 
@@ -224,11 +218,11 @@ def _download_safetensors(model_name: str, tag: str) -> tuple[str, dict[str, Any
     cfg = open_clip.get_pretrained_cfg(model_name, tag)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(model_name)
-        raise ValueError(f"Unknown open_clip pretrained tag {tag!r} for {model_name!r}; known tags: {tags}.")
+        raise ValueError(f"unknown open_clip pretrained tag {tag!r} for {model_name!r}; known tags: {tags}")
     if not cfg.get("hf_hub"):
         raise ValueError(
             f"open_clip publishes {model_name}:{tag} only as a pickle checkpoint ({cfg.get('url')}); convert it to "
-            f"safetensors and pass 'open_clip:{model_name}:/path/to/weights.safetensors'."
+            f"safetensors and pass 'open_clip:{model_name}:/path/to/weights.safetensors'"
         )
     # open_clip writes "org/repo/file" or "org/repo/" (its default checkpoint name).
     repo_id, filename = os.path.split(cfg["hf_hub"])
@@ -238,11 +232,11 @@ def _download_safetensors(model_name: str, tag: str) -> tuple[str, dict[str, Any
         path = hf_hub_download(repo_id=repo_id, filename=filename, local_files_only=offline)
     except Exception as error:
         raise ScorerWeightsUnavailableError(
-            f"Could not download the CLIP weights {model_name}:{tag} ({repo_id}/{filename}) from the Hugging Face Hub"
+            f"could not download the CLIP weights {model_name}:{tag} ({repo_id}/{filename}) from the Hugging Face Hub"
             f"{' (HF_HUB_OFFLINE is set and they are not cached)' if offline else ''}. To work offline, fetch them "
             f"once on a machine with network access (`huggingface-cli download {repo_id} {filename}`) and copy the "
             "Hugging Face cache (HF_HOME), or pass 'open_clip:MODEL:/path/to/weights.safetensors'; the Shapes world "
-            "scores offline with load_scorer('toy')."
+            "scores offline with load_scorer('toy')"
         ) from error
     return path, cfg
 
@@ -252,11 +246,11 @@ def _load_open_clip(model_name: str, pretrained: str, device: torch.device, name
     import open_clip
 
     if model_name not in open_clip.list_models():
-        raise ValueError(f"Unknown open_clip model {model_name!r}; see open_clip.list_models().")
+        raise ValueError(f"unknown open_clip model {model_name!r}; see open_clip.list_models()")
     kwargs: dict[str, Any] = {}
     if os.path.isfile(pretrained):
         if not pretrained.endswith(".safetensors"):
-            raise ValueError(f"Refusing to load {pretrained!r}: only .safetensors checkpoints are loaded (no pickle).")
+            raise ValueError(f"refusing to load {pretrained!r}: only .safetensors checkpoints are loaded (no pickle)")
         path = pretrained
     else:
         path, cfg = _download_safetensors(model_name, pretrained)
@@ -280,8 +274,8 @@ def _load_local_dir(directory: Path, device: torch.device, name: str) -> ClipSco
 
     missing = [f for f in (_CONFIG_NAME, _WEIGHTS_NAME) if not (directory / f).is_file()]
     if missing:
-        hint = " Train it with `python -m time_core.shapes.train_clip`." if directory == TOY_CLIP_DIR else ""
-        raise FileNotFoundError(f"CLIP folder {directory} lacks {', '.join(missing)}.{hint}")
+        hint = "; train it with `python -m time_core.shapes.train_clip`" if directory == TOY_CLIP_DIR else ""
+        raise FileNotFoundError(f"CLIP folder {directory} lacks {', '.join(missing)}{hint}")
     # With the "local-dir:" schema open_clip reads the config from the folder and loads `open_clip_model.safetensors`
     # (first in its preference order) with safetensors.torch.load_file and `load_state_dict(strict=True)`.
     model_id = f"{_LOCAL_DIR_PREFIX}{directory}"
@@ -290,8 +284,7 @@ def _load_local_dir(directory: Path, device: torch.device, name: str) -> ClipSco
 
 
 def load_scorer(name: str = "ViT-B-32", device: torch.device | str | None = None) -> ClipScorer:
-    r"""
-    Loads a CLIP zero-shot scorer.
+    """Loads a CLIP zero-shot scorer.
 
     Args:
         name (`str`, *optional*, defaults to `"ViT-B-32"`):
@@ -321,4 +314,4 @@ def load_scorer(name: str = "ViT-B-32", device: torch.device | str | None = None
         parts = name[len(_OPEN_CLIP_PREFIX) :].split(":", 1)
         if len(parts) == 2 and all(parts):
             return _load_open_clip(parts[0], parts[1], device, name)
-    raise ValueError(f"Unknown scorer {name!r}; expected one of: {_VALID_NAMES}.")
+    raise ValueError(f"unknown scorer {name!r}; expected one of: {_VALID_NAMES}")

@@ -31,8 +31,7 @@ LOG_LAM_MIN, LOG_LAM_MAX = -3.0, 6.0
 
 @dataclass(frozen=True)
 class SearchStep:
-    r"""
-    One evaluation of the binary search.
+    """One evaluation of the binary search.
 
     Args:
         iteration (`int`): 1-based.
@@ -49,8 +48,7 @@ class SearchStep:
 
 @dataclass(frozen=True)
 class SearchResult:
-    r"""
-    The outcome of `search_lambda`.
+    """The outcome of `search_lambda`.
 
     Args:
         lam (`float`, *optional*): the chosen λ (the converged one, else the closest to the target); `None` when the
@@ -93,8 +91,7 @@ def iter_search(
     max_iterations: int = 8,
     tolerance: float = 0.1,
 ) -> Iterator[SearchStep]:
-    r"""
-    Binary search over log10 λ for `evaluate(λ) ≈ target` (paper App. H.2), one `SearchStep` per evaluation.
+    """Binary search over log10 λ for `evaluate(λ) ≈ target` (paper App. H.2), one `SearchStep` per evaluation.
 
     The edit moves F_p monotonically from `original_share` (λ = ∞) towards the destination's share (λ → 0), in
     either direction. At each midpoint: when F_p is still on the original's side of the target the edit is too weak
@@ -130,8 +127,7 @@ def iter_search(
 
 
 def result_of(steps: Sequence[SearchStep], target: float, original_share: float) -> SearchResult:
-    r"""
-    The `SearchResult` of a finished search: the converged step, else the step closest to the target, unless no step
+    """The `SearchResult` of a finished search: the converged step, else the step closest to the target, unless no step
     comes closer than the original model (then `lam` is `None`: no edit in the range helps).
     """
     steps = tuple(steps)

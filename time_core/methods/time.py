@@ -90,13 +90,13 @@ class Edit(BaseEdit):
         edited = original.with_embeddings(lambda c: split_key_value(c, self.map_embeddings(c)))  # (P, L, 2d)
         return unedited, edited
 
-    def edited_weights(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    def edited_weights(self, unet: torch.nn.Module) -> dict[str, torch.Tensor]:
         """The classic weight edit: `W' = W · M` for each edited `attn2.to_k` / `attn2.to_v` weight of the UNet.
 
         Keys are the UNet's own parameter names, so `unet.load_state_dict(edit.edited_weights(unet), strict=False)`
         gives the weight-edited model. The UNet itself is not modified.
         """
-        layers = cross_attention_layers(module)
+        layers = cross_attention_layers(unet)
         if not layers:
             raise EditFileError("no cross-attention layer (attn2.to_k / attn2.to_v) found in this UNet")
         projections = ("to_k", "to_v") if self.edit_keys else ("to_v",)
