@@ -1,8 +1,10 @@
 """The method registry and interface: dispatch by name, the method's default λ, the method recorded in edit files, the
 conditioning hook `generate` uses, and prompt-list arguments given as one string."""
 
+import copy
 import dataclasses
 import json
+from typing import ClassVar
 
 import pytest
 import torch
@@ -11,7 +13,7 @@ from safetensors.torch import save_file
 
 from time_core import METHODS, BaseEdit, Edit, EditFileError, compute_edit, generate, load_edit, prepare_edit
 from time_core.methods import get_method
-from time_core.models import encode_prompts
+from time_core.models import TextConditioning, encode_prompts
 from time_core.prompts import PromptError, as_prompts, augment_pairs, build_pairs
 
 SOURCE, DESTINATION = "a pack of roses", "a pack of blue roses"
@@ -114,3 +116,71 @@ def test_edit_metadata_is_json(sd1):
     edit = compute_edit(sd1, [SOURCE, "an apple"], [DESTINATION, "a red apple"], preserve="a car")
     meta = edit.metadata()
     assert json.loads(meta["sources"]) == [SOURCE, "an apple"] and json.loads(meta["preserve"]) == ["a car"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplacedEncoderWeight(BaseEdit):
+    """A stand-in for a method that edits the text encoder (as Diff-QuickFix does): one weight replaced, applied with
+    `torch.func.functional_call` to the prompts and to the negative prompt, never written."""
+
+    method: ClassVar[str] = "replaced-encoder-weight"
+    component: ClassVar[str] = "text_encoder"
+
+    name: str
+    weight: torch.Tensor
+    sources: tuple[str, ...] = ("a rose",)
+    destinations: tuple[str, ...] = ("a blue rose",)
+    lam: float = 1.0
+    augment: bool = False
+    preserve: tuple[str, ...] = ()
+    preserve_weight: float = 1.0
+    model: str = ""
+
+    def _encode(self, pipe, prompts):
+        ids = pipe.tokenizer(list(prompts), padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids
+        return torch.func.functional_call(pipe.text_encoder, {self.name: self.weight}, (ids,))[0]  # (P, L, d)
+
+    def check_compatible(self, pipe):
+        pass
+
+    def conditioning(self, pipe, original, prompts, negative_prompt):
+        negative = None
+        if original.negative is not None:
+            negative = self._encode(pipe, [negative_prompt or ""] * len(prompts))
+        return original, TextConditioning(self._encode(pipe, prompts), negative)
+
+    def edited_weights(self, module):
+        return {self.name: self.weight}
+
+    def tensors(self):
+        return {"weight": self.weight}
+
+    def provenance(self):
+        return {"name": self.name}
+
+    @classmethod
+    def from_file(cls, tensors, meta, name):
+        return cls(meta["name"], tensors["weight"])
+
+
+def test_a_text_encoder_edit_fits_the_interface(sd1, tmp_path):
+    """An edit of the text encoder goes through `generate` unchanged: its images equal those of a pipeline whose
+    encoder weight was replaced, the negative prompt included, and the shared pipeline is never written."""
+    name = "encoder.layers.0.self_attn.out_proj.weight"
+    weight = dict(sd1.text_encoder.named_parameters())[name].detach()
+    edit = ReplacedEncoderWeight(name, -weight)
+    before = pipeline_hash(sd1)
+    kwargs = dict(num_inference_steps=3, negative_prompt="blurry", output_type="np", progress=False)
+    ours = generate(sd1, ["a rose", "a car"], [0, 1], edit=edit, **kwargs)
+    assert pipeline_hash(sd1) == before
+    encoder = copy.deepcopy(getattr(sd1, edit.component))
+    encoder.load_state_dict(edit.edited_weights(encoder), strict=False)
+    replaced = type(sd1)(**{**sd1.components, "text_encoder": encoder})
+    reference = generate(replaced, ["a rose", "a car"], [0, 1], **kwargs)
+    for p in range(2):
+        for s in range(2):
+            assert abs(ours.edited[p][s] - reference.original[p][s]).max() < 1e-4
+            assert abs(ours.original[p][s] - ours.edited[p][s]).max() > 1e-3
+    loaded = ReplacedEncoderWeight.load(edit.save(tmp_path / "encoder.safetensors"))
+    assert loaded.name == name and torch.equal(loaded.weight, edit.weight)
