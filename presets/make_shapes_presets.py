@@ -5,7 +5,7 @@ Usage:
 
     python presets/make_shapes_presets.py
 
-The output is deterministic and every prompt is written with `time_core.shapes.world.caption`, so the presets stay
+The files are written to `time_core/data/presets/` (shipped with the package). The output is deterministic and every prompt is written with `time_core.shapes.world.caption`, so the presets stay
 consistent with the world's vocabulary. Every written file is loaded back with `time_core.presets.load_preset`.
 """
 
@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 
 
-PRESETS_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(PRESETS_DIR.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from time_core.presets import NUM_PROMPTS, load_preset  # noqa: E402
+from time_core.presets import NUM_PROMPTS, PRESETS_DIR, load_preset  # noqa: E402
 from time_core.shapes.world import (  # noqa: E402
     DEBIAS_SHAPE,
     DEBIAS_SPLIT,

@@ -4,7 +4,8 @@ The shipped presets are package data in `time_core/data/presets/` (format and or
 file holds one JSON object with the keys `name`, `description`, `model`, `kind` and `entries`:
 
 - `kind: "edit"` (the TIMED format): each entry is `{"source", "destination", "positives", "negatives"}`, where
-  `positives` and `negatives` are lists of exactly `NUM_PROMPTS` `{"prompt", "destination"}` objects. A positive should
+  `positives` and `negatives` are lists of exactly `NUM_PROMPTS` `{"prompt", "destination"}` objects, each with an
+  optional `"type"` (what kind of test it is, e.g. `"plural"` or `"related"`; reported separately). A positive should
   change with the edit (towards its `destination`); a negative should not (its `destination` is what it must not turn
   into).
 - `kind: "debias"`: each entry is `{"source", "destination", "validation", "tests", "attributes", "classes"}`, where
@@ -38,10 +39,13 @@ class PromptPair:
         prompt (`str`): The prompt as written before the edit.
         destination (`str`): For a positive, what the prompt should show after the edit; for a negative, what it must
             not turn into.
+        type (`str`, *optional*): The kind of test (e.g. `"plural"`, `"scene"`, `"related"`, `"explicit"`), for
+            reports per type; `None` when the preset does not say.
     """
 
     prompt: str
     destination: str
+    type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,8 +157,13 @@ def _list(obj: dict, key: str, length: int, where: str) -> list:
 
 
 def _prompt_pair(obj: Any, where: str) -> PromptPair:
-    _check_keys(obj, ("prompt", "destination"), where)
-    return PromptPair(prompt=_string(obj, "prompt", where), destination=_string(obj, "destination", where))
+    if isinstance(obj, dict) and "type" in obj:
+        _check_keys(obj, ("prompt", "destination", "type"), where)
+        kind = _string(obj, "type", where)
+    else:
+        _check_keys(obj, ("prompt", "destination"), where)
+        kind = None
+    return PromptPair(prompt=_string(obj, "prompt", where), destination=_string(obj, "destination", where), type=kind)
 
 
 def _edit_entry(obj: Any, where: str) -> EditEntry:

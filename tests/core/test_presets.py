@@ -14,7 +14,8 @@ from time_core.presets import (
     list_presets,
     load_preset,
 )
-from time_core.shapes.world import DEBIAS_SHAPE, DEBIAS_SPLIT, DEFAULT_COLOURS, PALETTE, parse_caption
+from time_core.shapes.colour_reader import changed_objects
+from time_core.shapes.world import DEBIAS_SHAPE, DEBIAS_SPLIT, DEFAULT_COLOURS, PALETTE, RELATED_SHAPES, parse_caption
 
 
 EXPECTED = {
@@ -22,7 +23,8 @@ EXPECTED = {
     "timed_test_filtered_sd14": (EditPreset, 104),
     "timed_validation": (EditPreset, 8),
     "timed_professions": (DebiasPreset, 35),
-    "shapes": (EditPreset, 15),
+    "shapes": (EditPreset, 21),
+    "shapes_easy": (EditPreset, 15),
     "shapes_debias": (DebiasPreset, 1),
 }
 
@@ -175,11 +177,16 @@ def test_bad_files_and_names(tmp_path):
         load_preset("no_such_preset")
 
 
-def test_shapes_preset_covers_the_world():
-    preset = load_preset("shapes")
+def _top_level(parsed: dict) -> dict:
+    """A parsed one-shape caption without its per-object list."""
+    return {key: value for key, value in parsed.items() if key != "objects"}
+
+
+def test_shapes_easy_preset_covers_the_first_world():
+    preset = load_preset("shapes_easy")
     assert preset.model == "toy"
     sources = {parse_caption(entry.source)["shape"] for entry in preset.entries}
-    assert sources == set(DEFAULT_COLOURS)
+    assert sources == set(DEFAULT_COLOURS) - set(RELATED_SHAPES) | {"circle", "square"}
     for entry in preset.entries:
         source = parse_caption(entry.source)
         destination = parse_caption(entry.destination)
@@ -190,12 +197,12 @@ def test_shapes_preset_covers_the_world():
         for pair in entry.positives:
             prompt, target = parse_caption(pair.prompt), parse_caption(pair.destination)
             assert prompt["shape"] == source["shape"] and prompt["colour"] is None
-            assert target == {**prompt, "colour": colour}
+            assert _top_level(target) == {**_top_level(prompt), "colour": colour}
         negative_shapes = set()
         for pair in entry.negatives:
             prompt, target = parse_caption(pair.prompt), parse_caption(pair.destination)
             assert prompt["shape"] != source["shape"] and prompt["colour"] is None
-            assert target == {**prompt, "colour": colour}
+            assert _top_level(target) == {**_top_level(prompt), "colour": colour}
             assert DEFAULT_COLOURS.get(prompt["shape"]) != colour
             assert prompt["shape"] != DEBIAS_SHAPE or colour not in DEBIAS_SPLIT
             negative_shapes.add(prompt["shape"])
@@ -208,12 +215,47 @@ def test_shapes_debias_preset():
     entry = preset.entries[0]
     assert set(entry.attributes) == set(DEBIAS_SPLIT)
     assert DEBIAS_SPLIT[entry.attributes[0]] > DEBIAS_SPLIT[entry.attributes[1]]
-    assert parse_caption(entry.source) == {
-        "prefix": None, "shape": DEBIAS_SHAPE, "colour": None, "size": None, "background": None
-    }
+    source = parse_caption(entry.source)
+    assert source["kind"] == "single" and source["objects"] == [{"shape": DEBIAS_SHAPE, "colour": None, "size": None}]
+    assert source["prefix"] is None and source["background"] is None
     assert parse_caption(entry.destination)["colour"] == entry.attributes[1]
     for prompt in (entry.validation, *entry.tests):
         parsed = parse_caption(prompt)
         assert parsed["shape"] == DEBIAS_SHAPE and parsed["colour"] is None
     assert entry.validation not in entry.tests
     assert [parse_caption(text)["colour"] for text in entry.classes] == list(entry.attributes)
+
+
+def test_hard_shapes_preset_types_and_targets():
+    preset = load_preset("shapes")
+    assert preset.model == "toy" and len(preset.entries) >= 20
+    kinds = {"positive": set(), "negative": set()}
+    for entry in preset.entries:
+        shape = parse_caption(entry.source)["shape"]
+        colour = parse_caption(entry.destination)["colour"]
+        assert colour != DEFAULT_COLOURS[shape] and parse_caption(entry.source)["colour"] is None
+        for pair in entry.positives:
+            kinds["positive"].add(pair.type)
+            prompt = parse_caption(pair.prompt)
+            recoloured = changed_objects(pair.prompt, pair.destination)
+            # a positive recolours the edited shape (both shapes of a plural) with the edit's colour
+            assert set(recoloured.values()) == {colour}
+            assert all(prompt["objects"][k]["shape"] == shape and prompt["objects"][k]["colour"] is None
+                       for k in recoloured)
+        for pair in entry.negatives:
+            kinds["negative"].add(pair.type)
+            prompt = parse_caption(pair.prompt)
+            for k, target in changed_objects(pair.prompt, pair.destination).items():
+                obj = prompt["objects"][k]
+                assert target == colour
+                # without the edit the negative shows another colour: the one it names, or its shape's default
+                assert (obj["colour"] or DEFAULT_COLOURS[obj["shape"]]) != colour
+                assert obj["shape"] != DEBIAS_SHAPE
+                if pair.type == "related":
+                    assert obj["shape"] == RELATED_SHAPES[shape]
+                if pair.type == "explicit":
+                    assert obj["shape"] == shape and obj["colour"] not in (None, colour)
+                if pair.type == "other-object":
+                    assert obj["shape"] != shape and shape in [o["shape"] for o in prompt["objects"]]
+    assert kinds == {"positive": {"phrasing", "plural", "scene"},
+                     "negative": {"related", "explicit", "other-object", "unrelated"}}

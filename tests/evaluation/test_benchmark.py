@@ -86,8 +86,16 @@ def test_report_contents(sd1, tmp_path):
     assert unit["oracle"][6:] == unit["baseline"][6:]
     table = markdown_table(report)
     assert "| efficacy |" in table and "time@0.01" in table
+    # the hard Shapes preset's prompt types: generality and specificity per type, recomputed from the unit files
+    assert list(report["by_type"]["baseline"]["generality"]) == ["phrasing", "plural", "scene"]
+    assert list(report["by_type"]["baseline"]["specificity"]) == ["related", "explicit", "other-object", "unrelated"]
+    units = [json.loads((tmp_path / "units" / f"e{e:04d}_s0-1_base.json").read_text()) for e in (0, 1)]
+    plural = np.array([u["baseline"][3] for u in units])  # (entries, seeds): the third positive is the plural
+    assert report["by_type"]["baseline"]["generality"]["plural"]["mean"] == pytest.approx((plural > 0.5).mean())
+    assert "| generality: plural |" in table and "| specificity: related |" in table
     plots = write_plots(report, tmp_path)
-    assert [p.name for p in plots] == ["per_entry.png", "lambda_sweep.png"] and all(p.stat().st_size > 1000 for p in plots)
+    assert [p.name for p in plots] == ["per_entry.png", "lambda_sweep.png", "lambda_sweep_types.png"]
+    assert all(p.stat().st_size > 1000 for p in plots)
     # every generated image is counted once: 2 entries × 2 seeds × (11 prompts + 6 oracle destinations + 11 per λ)
     speed = throughput(tmp_path)
     assert speed["images"] == 2 * 2 * (17 + 2 * 11)

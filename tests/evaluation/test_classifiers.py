@@ -53,3 +53,16 @@ def test_scorer_text_arguments_take_one_string_as_one_prompt():
     assert toy.encode_texts("a circle").shape[0] == 1
     with pytest.raises(ValueError, match="single string 'ab'"):
         toy.classify([np.zeros((8, 8, 3), np.uint8)], "ab")
+
+
+def test_colour_classifier_reads_the_shape_the_destination_recolours():
+    from time_core.shapes.world import Scene, render
+
+    pair = render((Scene("circle", "green", "small", "white", slot="left"),
+                   Scene("square", "blue", "small", "white", slot="right")))
+    p = ColourClassifier().prob_destination(
+        [pair, pair, pair],
+        ["a circle next to a square"] * 3,
+        ["a green circle next to a square", "a circle next to a green square", "a circle next to a blue square"],
+    )
+    assert p.tolist() == [1.0, 0.0, 1.0]

@@ -36,3 +36,25 @@ def test_threshold_and_errors():
         score(np.ones((2, 3), bool), np.ones((2, 5, 4), bool))
     with pytest.raises(ValueError, match="at least one image"):
         score(np.ones((2, 0), bool))
+
+
+def test_scores_by_type_by_hand():
+    from time_core.evaluation.metrics import scores_by_type
+
+    # 2 entries × 3 positives × 2 seeds; types per entry
+    positives = np.zeros((2, 3, 2), dtype=bool)
+    positives[0, 0] = [True, True]  # entry 0 "plural": hit on both seeds
+    positives[1, 2] = [True, False]  # entry 1 "plural": hit on seed 0 only
+    positive_types = [["plural", "scene", "scene"], ["scene", "scene", "plural"]]
+    negatives = np.zeros((2, 2, 2), dtype=bool)
+    negatives[1, 1] = [False, True]  # entry 1 "related" leaks on seed 1
+    negative_types = [["related", "explicit"], ["explicit", "related"]]
+    result = scores_by_type(positives, positive_types, negatives, negative_types)
+    assert list(result["generality"]) == ["plural", "scene"]
+    assert result["generality"]["plural"]["mean"] == pytest.approx((1.0 + 0.5) / 2)  # seed 0: 2/2, seed 1: 1/2
+    assert result["generality"]["plural"]["std"] == pytest.approx(np.std([1.0, 0.5], ddof=1))
+    assert result["generality"]["scene"]["mean"] == 0.0
+    assert result["specificity"]["related"]["mean"] == pytest.approx((1.0 + 0.5) / 2)
+    assert result["specificity"]["explicit"] == {"mean": 1.0, "std": 0.0}
+    with pytest.raises(ValueError, match="types of shape"):
+        scores_by_type(positives, [["plural"]], negatives, negative_types)

@@ -9,8 +9,8 @@ For each entry of an edit preset and each seed, three conditions are generated f
   every λ), on the 11 prompts.
 
 Every image is classified as its prompt vs its destination (`time_core.evaluation.classifiers`), and efficacy,
-generality and specificity are reported as mean ± std over seeds, overall and per entry
-(`time_core.evaluation.metrics`).
+generality and specificity are reported as mean ± std over seeds, overall, per prompt type (for presets whose prompts
+carry a `type`, such as the hard Shapes benchmark) and per entry (`time_core.evaluation.metrics`).
 
 Work is split into units `(entry, block of seeds)` with a fixed batch composition, each written to its own JSON file
 as soon as it is done (atomically), so a re-run skips finished units, Ctrl-C loses nothing, and the merged numbers
@@ -38,7 +38,7 @@ from ..generate import generate
 from ..methods import get_method, prepare_edit
 from ..presets import NUM_PROMPTS, EditEntry, EditPreset, load_preset
 from ..solver import check_lam
-from .metrics import Scores, hits_from_probabilities, score
+from .metrics import Scores, hits_from_probabilities, score, scores_by_type
 from .results import RunConfig, check_out_dir, write_json
 
 __all__ = ["CONDITIONS", "EvalConfig", "check_eval_dir", "evaluate", "merge_results", "throughput", "unit_id"]
@@ -185,6 +185,11 @@ def evaluate(config: EvalConfig, out: str | Path, pipe=None, classifier=None, pr
                                                                      "lam": float(lam_key), **result})
 
 
+def prompt_types(entry: EditEntry) -> tuple[list[str], list[str]]:
+    """The type of each positive and negative of an entry; `"positive"` / `"negative"` where the preset gives none."""
+    return ([p.type or "positive" for p in entry.positives], [p.type or "negative" for p in entry.negatives])
+
+
 def _hits(rows: list[list[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     hits = hits_from_probabilities(rows)  # (11, S)
     return hits[0], hits[1:EDITED_PROMPTS], hits[EDITED_PROMPTS:]
@@ -228,12 +233,19 @@ def merge_results(config: EvalConfig, out: str | Path, oracle_filter: float | No
         parts = [_hits(stacked[column][e]) for e in selection]
         return score(np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts]), np.stack([p[2] for p in parts]))
 
+    def by_type(column: str, selection: list[int]) -> dict:
+        parts = [_hits(stacked[column][e]) for e in selection]
+        types = [prompt_types(preset.entries[e]) for e in selection]
+        return scores_by_type(np.stack([p[1] for p in parts]), [t[0] for t in types],
+                              np.stack([p[2] for p in parts]), [t[1] for t in types])
+
     return {
         "config": asdict(config),
         "oracle_filter": oracle_filter,
         "entries_kept": len(kept),
         "entries_total": len(entries),
         "overall": {c: scores_of(c, kept).as_dict() for c in columns} if kept else {},
+        "by_type": {c: by_type(c, kept) for c in columns} if kept else {},
         "per_entry": [
             {"index": e, "source": preset.entries[e].source, "destination": preset.entries[e].destination,
              "kept": e in kept, **{c: scores_of(c, [e]).as_dict() for c in columns}}

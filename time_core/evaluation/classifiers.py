@@ -6,8 +6,9 @@
 
 Two kinds:
 
-- `"colour"` (`ColourClassifier`): the Shapes world's ground-truth colour reader (no learned model). P = 1 when the
-  colour read from the pixels is the colour the destination names, else 0; the label is the palette colour read.
+- `"colour"` (`ColourClassifier`): the Shapes world's ground-truth colour reader (no learned model). P(destination) is
+  the share of the shapes the destination recolours (one, or the two of a plural) whose colour read from the pixels
+  is the one it names: each shape of a two-shape image is read in its own half; the label is the palette colour read.
 - any `time_core.evaluation.scoring.load_scorer` name (`"ViT-B-32"`, `"toy"`, `"open_clip:MODEL:PRETRAINED"`, ...)
   (`ClipClassifier`): two-way CLIP zero-shot between the prompt and its destination; the label is the attribute
   whose class text CLIP prefers.
@@ -39,27 +40,15 @@ class ColourClassifier:
 
     name = "colour"
 
-    @staticmethod
-    def destination_colour(prompt: str) -> str:
-        """The colour a Shapes destination prompt names; `ValueError` when it names none."""
-        from ..shapes.world import parse_caption
-
-        colour = parse_caption(prompt)["colour"]
-        if colour is None:
-            raise ValueError(f"the colour reader needs destinations that name a colour; {prompt!r} names none")
-        return colour
-
     def prob_destination(
         self, images: Sequence[Any], prompts: str | Sequence[str], destinations: str | Sequence[str]
     ) -> np.ndarray:
-        """`(N,)` float64: 1 where the colour read is the one the destination names, else 0."""
-        from ..shapes.colour_reader import read_colours
+        """`(N,)` float64: the share of the recoloured shapes that show the destination's colour (0 or 1 for one)."""
+        from ..shapes.colour_reader import destination_probability
 
-        _broadcast(prompts, len(images), "prompts")
+        prompts = _broadcast(prompts, len(images), "prompts")
         destinations = _broadcast(destinations, len(images), "destinations")
-        colours = read_colours(list(images))
-        wanted = [self.destination_colour(d) for d in destinations]
-        return np.array([float(c == w) for c, w in zip(colours, wanted)])
+        return np.array([destination_probability(i, p, d) for i, p, d in zip(images, prompts, destinations)])
 
     def labels(self, images: Sequence[Any], classes: Sequence[str] = (), attributes: Sequence[str] = ()) -> list[str]:
         """The palette colour name read from each image (`"none"` without a shape); `classes` are not needed, and

@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MeanStd", "Scores", "attribute_share", "delta", "f_share", "hits_from_probabilities", "score"]
+__all__ = [
+    "MeanStd", "Scores", "attribute_share", "delta", "f_share", "hits_from_probabilities", "score", "scores_by_type",
+]
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,38 @@ def score(source_hits=None, positive_hits=None, negative_hits=None) -> Scores:
         generality=_mean_std(per_seed["positive"]),
         specificity=_mean_std(None if negative is None else 1.0 - negative),
     )
+
+
+def scores_by_type(
+    positive_hits, positive_types: Sequence[Sequence[str]], negative_hits, negative_types: Sequence[Sequence[str]]
+) -> dict[str, dict[str, dict[str, float]]]:
+    r"""
+    Generality per positive type and specificity per negative type (e.g. `"plural"`, `"related"`), each as mean ± std
+    over seeds of the share of that type's images, pooled over entries, as `score` does for all of them.
+
+    Args:
+        positive_hits (`array-like` of bool): `(E, P, S)` hits of the positives.
+        positive_types (`Sequence[Sequence[str]]`): `(E, P)` the type of each positive.
+        negative_hits (`array-like` of bool): `(E, Q, S)` hits of the negatives.
+        negative_types (`Sequence[Sequence[str]]`): `(E, Q)` the type of each negative.
+
+    Returns:
+        `dict`: `{"generality": {type: {"mean", "std"}}, "specificity": {type: {"mean", "std"}}}`, types in order of
+        first appearance.
+    """
+    result = {}
+    for metric, hits, types, flip in (("generality", positive_hits, positive_types, False),
+                                      ("specificity", negative_hits, negative_types, True)):
+        hits = np.asarray(hits, dtype=bool)  # (E, P, S)
+        types = np.asarray(types, dtype=object)  # (E, P)
+        if hits.shape[:2] != types.shape:
+            raise ValueError(f"{metric}: hits of shape {hits.shape} but types of shape {types.shape}")
+        result[metric] = {}
+        for kind in dict.fromkeys(types.ravel().tolist()):
+            per_seed = _per_seed(hits[types == kind], kind)  # (S,)
+            value = _mean_std(1.0 - per_seed if flip else per_seed)
+            result[metric][kind] = {"mean": value.mean, "std": value.std}
+    return result
 
 
 def attribute_share(labels: Sequence[str], attribute: str) -> float:

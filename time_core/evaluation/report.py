@@ -25,12 +25,26 @@ def markdown_table(report: dict) -> str:
               + (f" (oracle filter {report['oracle_filter']})" if report["oracle_filter"] is not None else "")
               + f", seeds {len(report['config']['seeds'])}, classifier {report['config']['classifier']}, "
               f"model {report['config']['model']}"]
+    lines += _type_table(report, columns)
     lines += ["", "| entry | " + " | ".join(f"{c} E / G / S" for c in columns) + " |", "|---|" + "---|" * len(columns)]
     for row in report["per_entry"]:
         cells = [" / ".join("—" if row[c][m] is None else f"{100 * row[c][m]['mean']:.0f}"
                             for m in METRICS) for c in columns]
         lines.append(f"| {row['source']} → {row['destination']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _type_table(report: dict, columns: list[str]) -> list[str]:
+    """Generality per positive type and specificity per negative type, one row each (nothing without types)."""
+    by_type = report.get("by_type") or {}
+    if not by_type:
+        return []
+    first = by_type[columns[0]]
+    lines = ["", "| per type | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for metric in ("generality", "specificity"):
+        for kind in first[metric]:
+            lines.append(f"| {metric}: {kind} | " + " | ".join(_fmt(by_type[c][metric][kind]) for c in columns) + " |")
+    return lines
 
 
 def write_plots(report: dict, out: Path) -> list[Path]:
@@ -47,6 +61,8 @@ def write_plots(report: dict, out: Path) -> list[Path]:
     paths = [_per_entry_plot(plt, report, time_columns[0], out / "per_entry.png")]
     if len(time_columns) > 1:
         paths.append(_sweep_plot(plt, report, time_columns, out / "lambda_sweep.png"))
+        if report.get("by_type"):
+            paths.append(_type_sweep_plot(plt, report, time_columns, out / "lambda_sweep_types.png"))
     return paths
 
 
@@ -80,6 +96,26 @@ def _sweep_plot(plt, report: dict, columns: list[str], path: Path) -> Path:
     ax.set_xlabel("λ")
     ax.set_ylabel("%")
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _type_sweep_plot(plt, report: dict, columns: list[str], path: Path) -> Path:
+    """Generality per positive type (solid) and specificity per negative type (dashed) against λ."""
+    lams = [float(c.split("@", 1)[1]) for c in columns]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for metric, style in (("generality", "-"), ("specificity", "--")):
+        for kind in report["by_type"][columns[0]][metric]:
+            means = [100 * report["by_type"][c][metric][kind]["mean"] for c in columns]
+            ax.plot(lams, means, style, marker="o", markersize=3, label=f"{metric}: {kind}")
+    efficacy = [100 * report["overall"][c]["efficacy"]["mean"] for c in columns]
+    ax.plot(lams, efficacy, "k:", marker="s", markersize=3, label="efficacy")
+    ax.set_xscale("log")
+    ax.set_xlabel("λ")
+    ax.set_ylabel("%")
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
