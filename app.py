@@ -195,7 +195,8 @@ def edit_controls(runtime: demo.DemoRuntime) -> SimpleNamespace:
     c.run = gr.Button("Edit and generate", variant="primary")
     with gr.Accordion("Test prompts (positives should change, negatives should not)", open=False):
         c.tests = gr.Dataframe(start.table(), headers=list(demo.TEST_HEADERS), type="array", interactive=True,
-                               column_count=3, wrap=True, label="role · prompt · destination used for scoring")
+                               column_count=4, wrap=True,
+                               label="role · prompt · destination used for scoring · type (e.g. plural, related)")
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
             c.num_seeds = gr.Number(config.num_seeds, label=f"Seeds (≤ {config.max_seeds})", precision=0)

@@ -28,6 +28,16 @@ EDIT_COLOURS: dict[str, tuple[str, ...]] = {
 }
 
 
+def validation_colours() -> dict[str, tuple[str, ...]]:
+    """The destination colours of the validation set: every colour that is neither a shape's default, its
+    look-alike's default, nor one of its test edits (`EDIT_COLOURS`), so validation and test edits never coincide."""
+    return {
+        shape: tuple(c for c in PALETTE if c not in (*tests, DEFAULT_COLOURS[shape],
+                                                      DEFAULT_COLOURS.get(RELATED_SHAPES.get(shape), "")))
+        for shape, tests in EDIT_COLOURS.items()
+    }
+
+
 def _one(shape: str, colour: str, size: str = "big", background: str = "white") -> Scene:
     return Scene(shape, colour, size, background)
 
@@ -103,10 +113,10 @@ def negatives(shape: str, colour: str, others: list[str]) -> list[dict[str, str]
     return tests
 
 
-def hard_entries() -> list[dict]:
-    """Every entry of the hard benchmark, in a fixed order."""
+def hard_entries(edit_colours: dict[str, tuple[str, ...]] = EDIT_COLOURS) -> list[dict]:
+    """Every entry of the hard benchmark (or, with `validation_colours()`, of its validation set), in a fixed order."""
     entries = []
-    for shape, colours in EDIT_COLOURS.items():
+    for shape, colours in edit_colours.items():
         for k, colour in enumerate(colours):
             source = _one(shape, colour)
             entries.append({

@@ -1,5 +1,6 @@
-"""Writes the Shapes-world presets: `shapes.json` (the hard edit benchmark, the toy model's default), `shapes_easy.json`
-(the first benchmark: one-shape prompts only, unrelated negatives) and `shapes_debias.json` (debiasing set).
+"""Writes the Shapes-world presets: `shapes.json` (the hard edit benchmark, the toy model's default),
+`shapes_validation.json` (its validation set: other destination colours), `shapes_easy.json` (the first benchmark:
+one-shape prompts only, unrelated negatives) and `shapes_debias.json` (debiasing set).
 
 Usage:
 
@@ -25,7 +26,7 @@ from time_core.shapes.world import (  # noqa: E402
     caption,
     unnamed_colour_distribution,
 )
-from hard_shapes_preset import hard_entries  # noqa: E402
+from hard_shapes_preset import hard_entries, validation_colours  # noqa: E402
 
 
 # The shapes of the first (easy) benchmark; it stays as it was written when the world had only these.
@@ -142,6 +143,20 @@ def main() -> None:
                 "default-coloured shape. Positives: other phrasings, plurals and two-object scenes holding the shape; "
                 "negatives: the look-alike shape, the same shape with another colour named, the other shape of a "
                 "two-object scene, unrelated shapes. Every prompt carries its type."
+            ),
+            "model": "toy",
+            "kind": "edit",
+            "entries": entries,
+        },
+    )
+    entries = hard_entries(validation_colours())
+    write(
+        "shapes_validation",
+        {
+            "name": "shapes_validation",
+            "description": (
+                f"Validation set of the hard Shapes benchmark: {len(entries)} edits of the same kinds with destination "
+                "colours that no test edit of the shape uses; for choosing settings without touching the test set."
             ),
             "model": "toy",
             "kind": "edit",

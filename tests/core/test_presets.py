@@ -25,6 +25,7 @@ EXPECTED = {
     "timed_professions": (DebiasPreset, 35),
     "shapes": (EditPreset, 21),
     "shapes_easy": (EditPreset, 15),
+    "shapes_validation": (EditPreset, 10),
     "shapes_debias": (DebiasPreset, 1),
 }
 
@@ -226,9 +227,16 @@ def test_shapes_debias_preset():
     assert [parse_caption(text)["colour"] for text in entry.classes] == list(entry.attributes)
 
 
-def test_hard_shapes_preset_types_and_targets():
-    preset = load_preset("shapes")
-    assert preset.model == "toy" and len(preset.entries) >= 20
+def test_hard_shapes_validation_set_shares_no_edit_with_the_test_set():
+    test = {(e.source, e.destination) for e in load_preset("shapes").entries}
+    validation = {(e.source, e.destination) for e in load_preset("shapes_validation").entries}
+    assert validation and not test & validation
+
+
+@pytest.mark.parametrize("name", ["shapes", "shapes_validation"])
+def test_hard_shapes_preset_types_and_targets(name):
+    preset = load_preset(name)
+    assert preset.model == "toy" and len(preset.entries) >= (20 if name == "shapes" else 10)
     kinds = {"positive": set(), "negative": set()}
     for entry in preset.entries:
         shape = parse_caption(entry.source)["shape"]

@@ -67,7 +67,8 @@ def test_presets_in_the_dropdown():
     assert sd[0][0].startswith("TIMED test · ") and " → " in sd[0][0]
     assert len({key for _, key in sd}) == len(sd)
     toy = demo.preset_choices("toy")
-    assert len(toy) == 15 + 1 and all(label.startswith("Shapes") for label, _ in toy)
+    assert len(toy) == 21 + 15 + 1 and all(label.startswith("Shapes") for label, _ in toy)
+    assert toy[0] == ("Shapes (hard) · a circle → a green circle", "shapes:0")  # the hard benchmark comes first
     assert demo.preset_choices("toy", kind="debias") == [toy[-1]]
     circle = demo.preset_prompts("shapes:0")
     assert (circle.source, circle.destination) == ("a circle", "a green circle")
@@ -78,3 +79,15 @@ def test_presets_in_the_dropdown():
     assert attendant.positives[0] == PromptPair("A painting of an attendant", "A painting of a female attendant")
     with pytest.raises(demo.DemoInputError, match="unknown preset"):
         demo.preset_prompts("nope:3")
+
+
+def test_test_table_carries_prompt_types():
+    positives, negatives = demo.parse_test_prompts([
+        ["positive", "two circles", "two green circles", "plural"],
+        ["negative", "a blue circle", "a green circle"],  # a three-column row: no type
+    ])
+    assert positives[0].type == "plural" and negatives[0].type is None
+    table = demo.preset_prompts("shapes:0").table()
+    assert [row[3] for row in table] == ["phrasing", "phrasing", "plural", "scene", "scene",
+                                        "related", "explicit", "other-object", "unrelated", "related"]
+    assert demo.PromptSet.from_fields("a circle", "a green circle", table).table() == table  # a round trip

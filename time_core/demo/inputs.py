@@ -172,7 +172,8 @@ def _cell(value: Any) -> str:
 
 
 def parse_test_prompts(rows: Any) -> tuple[tuple[PromptPair, ...], tuple[PromptPair, ...]]:
-    """Reads the test-prompt table: rows `[role, prompt, destination]` with role `positive` or `negative`.
+    """Reads the test-prompt table: rows `[role, prompt, destination, type]` with role `positive` or `negative`; the
+    type (e.g. `plural`, `related`) is optional and may be left out or empty.
 
     Empty rows are skipped. A `pandas.DataFrame`, a list of lists or a `{"data": ...}` dict are accepted.
 
@@ -190,8 +191,8 @@ def parse_test_prompts(rows: Any) -> tuple[tuple[PromptPair, ...], tuple[PromptP
         rows = rows.get("data") or []
     positives, negatives = [], []
     for number, row in enumerate(rows, start=1):
-        cells = [_cell(c) for c in list(row)[:3]] + [""] * max(0, 3 - len(row))
-        role, prompt, destination = cells
+        cells = [_cell(c) for c in list(row)[:4]] + [""] * max(0, 4 - len(row))
+        role, prompt, destination, kind = cells
         if not prompt and not destination:
             continue
         role = role.lower()
@@ -205,7 +206,7 @@ def parse_test_prompts(rows: Any) -> tuple[tuple[PromptPair, ...], tuple[PromptP
             raise DemoInputError(f"test prompt row {number}: the prompt is empty (destination {destination!r})")
         if not destination:
             raise DemoInputError(f"test prompt row {number}: {prompt!r} has no destination to score against")
-        target.append(PromptPair(prompt=prompt, destination=destination))
+        target.append(PromptPair(prompt=prompt, destination=destination, type=kind or None))
     return tuple(positives), tuple(negatives)
 
 

@@ -15,18 +15,19 @@ from .inputs import DemoInputError, parse_test_prompts
 
 __all__ = ["TEST_HEADERS", "PromptSet", "debias_entry", "preset_choices", "preset_prompts"]
 
-TEST_HEADERS = ("role", "prompt", "destination")
+TEST_HEADERS = ("role", "prompt", "destination", "type")
 _PRESET_GROUPS: dict[str, str] = {
     "timed_test": "TIMED test",
     "timed_test_filtered_sd14": "TIMED test, filtered for SD 1.4",
     "timed_validation": "TIMED validation",
     "timed_professions": "Professions",
-    "shapes": "Shapes",
+    "shapes": "Shapes (hard)",
+    "shapes_easy": "Shapes (easy)",
     "shapes_debias": "Shapes debias",
 }
 _PRESET_ORDER: dict[str, tuple[str, ...]] = {
     "sd": ("timed_test", "timed_test_filtered_sd14", "timed_validation", "timed_professions"),
-    "toy": ("shapes", "shapes_debias"),
+    "toy": ("shapes", "shapes_easy", "shapes_debias"),
 }
 
 
@@ -67,8 +68,9 @@ class PromptSet:
         )
 
     def table(self) -> list[list[str]]:
-        """The test prompts as rows `[role, prompt, destination]` (the UI's table)."""
-        return [list(row) for row in self.rows()[1:]]
+        """The test prompts as rows `[role, prompt, destination, type]` (the UI's table; the type may be empty)."""
+        tests = [("positive", p) for p in self.positives] + [("negative", p) for p in self.negatives]
+        return [[role, p.prompt, p.destination, p.type or ""] for role, p in tests]
 
 
 @functools.lru_cache(maxsize=None)
