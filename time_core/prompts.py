@@ -18,12 +18,14 @@ from .models import encode_prompts
 
 __all__ = [
     "AUGMENTATIONS",
+    "AUTO_PRESERVE",
     "PromptError",
     "align_tokens",
     "as_prompts",
     "augment_pairs",
     "build_pairs",
     "check_prompt",
+    "is_auto_preserve",
     "preserve_prompts",
     "token_ids",
 ]
@@ -67,17 +69,24 @@ def as_prompts(
     return tuple(check_prompt(p, item or what) for p in prompts)
 
 
+AUTO_PRESERVE = "auto"
+
+
+def is_auto_preserve(preserve: str | Sequence[str]) -> bool:
+    """Whether a `preserve` argument asks for automatic preservation (`"auto"`, see `time_core.methods.preservation`)."""
+    return isinstance(preserve, str) and preserve.strip() == AUTO_PRESERVE
+
+
 def preserve_prompts(preserve: str | Sequence[str]) -> tuple[str, ...]:
-    """The prompts of a `preserve` argument: a list, or one prompt as a bare string. `"auto"` is reserved.
+    """The prompts of a `preserve` argument: a list, or one prompt as a bare string. `"auto"` must have been resolved
+    into prompts by the editing method before (`time_core.methods.preservation`).
 
     Raises:
-        `ValueError`: for `preserve="auto"` (automatic preservation is not available yet).
+        `ValueError`: for `preserve="auto"` here.
         `PromptError`: for an empty prompt.
     """
-    if isinstance(preserve, str) and preserve.strip() == "auto":
-        raise ValueError(
-            "preserve='auto' (automatic preservation) is not available yet; pass the prompts to preserve as a list"
-        )
+    if is_auto_preserve(preserve):
+        raise ValueError("preserve='auto' must be resolved into prompts by the editing method before building pairs")
     return as_prompts(preserve, "preserve", item="preserve prompt", allow_empty=True)
 
 
@@ -165,6 +174,7 @@ def build_pairs(
     augment: bool = True,
     preserve: str | Sequence[str] = (),
     preserve_weight: float = 1.0,
+    augment_preserve: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The embedding pairs of Eq. 5 for a (multi-)edit.
 
@@ -175,6 +185,8 @@ def build_pairs(
         augment (`bool`, *optional*, defaults to `True`): add the `AUGMENTATIONS` of every pair.
         preserve (`str` or `Sequence[str]`, *optional*): prompts whose embeddings should map to themselves.
         preserve_weight (`float`, *optional*, defaults to 1.0): the weight of each preservation pair.
+        augment_preserve (`bool`, *optional*): add the augmentations of the preservation prompts; `None` follows
+            `augment`.
 
     Returns:
         `C` `(N, d)`, `C_star` `(N, d)` in float64 and `weights` `(N,)`, with `N = L × number of prompt pairs`.
@@ -182,11 +194,14 @@ def build_pairs(
     sources, destinations = as_prompts(sources, "source"), as_prompts(destinations, "destination")
     preserve = preserve_prompts(preserve)
     pairs = augment_pairs(sources, destinations, augment)
-    pairs += augment_pairs(preserve, preserve, augment)
+    pairs += augment_pairs(preserve, preserve, augment if augment_preserve is None else augment_preserve)
     alignments = [align_tokens(pipe.tokenizer, s, d) for s, d in pairs]  # each (L,)
 
     prompts = [p for pair in pairs for p in pair]  # s0, d0, s1, d1, ...
-    embeds = encode_prompts(pipe, prompts).embeds.to(torch.float64)  # (2P, L, d)
+    unique = list(dict.fromkeys(prompts))  # a preservation prompt is its own target: encode it once
+    encoded = encode_prompts(pipe, unique).embeds.to(torch.float64)  # (U, L, d)
+    position = {p: i for i, p in enumerate(unique)}
+    embeds = encoded[[position[p] for p in prompts]]  # (2P, L, d)
     C = embeds[0::2]  # (P, L, d)
     destination_embeds = embeds[1::2]  # (P, L, d)
     C_star = torch.stack([e[a.to(e.device)] for e, a in zip(destination_embeds, alignments)])  # (P, L, d)

@@ -103,11 +103,11 @@ def test_a_bare_string_is_one_prompt_everywhere(sd1):
         compute_edit(sd1, SOURCE, DESTINATION, preserve=[3])
 
 
-def test_preserve_auto_is_reserved(sd1):
+def test_preserve_auto_derives_prompts_and_a_bare_auto_in_a_list_is_a_prompt(sd1):
     before = pipeline_hash(sd1)
-    for call in (compute_edit, prepare_edit):
-        with pytest.raises(ValueError, match=r"preserve='auto' \(automatic preservation\) is not available yet"):
-            call(sd1, SOURCE, DESTINATION, preserve="auto")
+    automatic = compute_edit(sd1, SOURCE, DESTINATION, preserve="auto")
+    assert automatic.preserve and "auto" not in automatic.preserve
+    assert prepare_edit(sd1, SOURCE, DESTINATION, preserve=" auto ").solve(0.1).preserve == automatic.preserve
     assert pipeline_hash(sd1) == before
     assert compute_edit(sd1, SOURCE, DESTINATION, preserve=["auto"]).preserve == ("auto",)  # a list is taken as is
 

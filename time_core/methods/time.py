@@ -18,7 +18,7 @@ import torch
 from ..attention import install_split_processors, split_key_value
 from ..edit import BaseEdit, EditFileError
 from ..models import TextConditioning, check_architecture, cross_attention_layers, model_id, text_width
-from ..prompts import as_prompts, build_pairs, preserve_prompts
+from ..prompts import as_prompts, augment_pairs, build_pairs, is_auto_preserve, preserve_prompts
 from ..solver import EditSystem, build_system, check_lam
 from .base import BaseProblem, EditingMethod
 
@@ -211,12 +211,15 @@ class TimeMethod(EditingMethod):
         destinations = as_prompts(destination, "destination")
         if len(sources) != len(destinations):
             raise ValueError(f"got {len(sources)} source prompts but {len(destinations)} destination prompts")
-        preserve = preserve_prompts(preserve)
-        preserve_weight = float(preserve_weight)
-        if not (preserve_weight >= 0 and preserve_weight < float("inf")):
-            raise ValueError(f"preserve_weight must be finite and >= 0, got {preserve_weight}")
         check_architecture(pipe)
-        C, C_star, weights = build_pairs(pipe, sources, destinations, augment, preserve, preserve_weight)  # (N, d) ×2, (N,)
+        if is_auto_preserve(preserve):
+            C, C_star, weights, preserve, preserve_weight = _auto_pairs(pipe, sources, destinations, augment)
+        else:
+            preserve = preserve_prompts(preserve)
+            preserve_weight = float(preserve_weight)
+            if not (preserve_weight >= 0 and preserve_weight < float("inf")):
+                raise ValueError(f"preserve_weight must be finite and >= 0, got {preserve_weight}")
+            C, C_star, weights = build_pairs(pipe, sources, destinations, augment, preserve, preserve_weight)  # (N, d) ×2
         return EditProblem(
             system=build_system(C, C_star, weights),
             sources=sources,
@@ -228,3 +231,20 @@ class TimeMethod(EditingMethod):
             model=model_id(pipe),
             num_pairs=C.shape[0],
         )
+
+
+def _auto_pairs(pipe, sources: tuple[str, ...], destinations: tuple[str, ...], augment: bool):
+    """The pairs of an edit with automatic preservation (`time_core.methods.preservation`): the derived prompts
+    (without augmentations) and the weight picked for them. Returns `C`, `C_star`, `weights`, the prompts, the weight."""
+    from .preservation import auto_preservation, pick_preserve_weight
+
+    preserve = auto_preservation(pipe, sources, destinations).prompts
+    if not preserve:
+        C, C_star, weights = build_pairs(pipe, sources, destinations, augment)
+        return C, C_star, weights, (), 0.0
+    C, C_star, weights = build_pairs(pipe, sources, destinations, augment, preserve, 1.0, augment_preserve=False)
+    edit_prompts = len(augment_pairs(sources, destinations, augment))
+    num_edit = edit_prompts * (C.shape[0] // (edit_prompts + len(preserve)))  # pairs per prompt: the context length
+    weight = pick_preserve_weight(C, C_star, num_edit, DEFAULT_LAM)
+    weights[num_edit:] = weight
+    return C, C_star, weights, preserve, weight
