@@ -124,6 +124,24 @@ def test_bad_input(sd1, tmp_path):
         load_classifier("nope")
 
 
+def test_automatic_preservation_is_its_own_configuration(sd1, tmp_path):
+    plain = _config(limit=1, seeds=(0,), lams=(0.1,), seeds_per_unit=1)
+    auto = _config(limit=1, seeds=(0,), lams=(0.1,), seeds_per_unit=1, preserve="auto")
+    assert "preserve" not in plain.identity() and auto.identity()["preserve"] == "auto"
+    check_eval_dir(tmp_path / "plain", plain)
+    with pytest.raises(ValueError, match="different configuration"):
+        check_eval_dir(tmp_path / "plain", auto)
+    for config, folder in ((plain, "plain"), (auto, "auto")):
+        check_eval_dir(tmp_path / folder, config)
+        evaluate(config, tmp_path / folder, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
+    unit = "units/e0000_s0-0_lam0.1.json"
+    edited = [json.loads((tmp_path / folder / unit).read_text())["time"] for folder in ("plain", "auto")]
+    assert edited[0] != edited[1]  # the preservation pairs change the edit, hence the edited images
+    base = [json.loads((tmp_path / folder / "units/e0000_s0-0_base.json").read_text())["baseline"]
+            for folder in ("plain", "auto")]
+    assert base[0] == base[1]  # the unedited model is the same
+
+
 def test_scheduler_option_swaps_the_sampler_without_touching_the_given_pipeline(sd1, tmp_path):
     from diffusers import DPMSolverMultistepScheduler
 

@@ -174,7 +174,7 @@ def evaluate(config: EvalConfig, out: str | Path, pipe=None, classifier=None, pr
         bar.set_postfix_str(entry.source[:40])
         if entry_index not in problems:  # one text encoding + factorisation per entry serves every λ
             problems = {entry_index: prepare_edit(pipe, entry.source, entry.destination, config.edit_keys,
-                                                  config.augment, method=config.method)}
+                                                  config.augment, config.preserve or (), method=config.method)}
         base_path = out / "units" / f"{uid}_base.json"
         base = json.loads(base_path.read_text()) if base_path.exists() else None
         base, edited = run_unit(pipe, classifier, problems[entry_index], entry, seeds, missing, config, base)

@@ -26,6 +26,8 @@ def _parser(prog: str, doc: str, preset_help: str) -> argparse.ArgumentParser:
                              "defaults to 'colour' for the toy model and 'ViT-B-32' otherwise")
     parser.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS),
                         help="editing method: " + "; ".join(f"{k}: {m.summary}" for k, m in sorted(METHODS.items())))
+    parser.add_argument("--preserve", choices=["auto"], default=None,
+                        help="'auto': automatic preservation (prompts derived from the model; see the README)")
     parser.add_argument("--values-only", action="store_true", help="edit only to_v (default: to_k and to_v)")
     parser.add_argument("--no-augment", action="store_true", help="no prompt augmentations")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
@@ -57,7 +59,7 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "time-evaluate"
         preset=args.preset, model=args.model, classifier=args.classifier or default_classifier(args.model),
         seeds=tuple(range(args.seeds)), lams=tuple(args.lam), edit_keys=not args.values_only,
         augment=not args.no_augment, steps=args.steps, guidance=args.guidance, scheduler=args.scheduler,
-        seeds_per_unit=args.seeds_per_unit, limit=args.limit, method=args.method,
+        seeds_per_unit=args.seeds_per_unit, limit=args.limit, method=args.method, preserve=args.preserve or "",
     )
     import torch
     from accelerate import PartialState
@@ -122,7 +124,7 @@ def debias_main(argv: Sequence[str] | None = None, prog: str = "time-debias") ->
         seeds=tuple(range(args.seeds)), target=args.target, tolerance=args.tolerance, log_lam_min=args.log_lam_min,
         log_lam_max=args.log_lam_max, max_iterations=args.max_iterations, edit_keys=not args.values_only,
         augment=not args.no_augment, steps=args.steps, guidance=args.guidance, limit=args.limit,
-        multi=not args.no_multi, method=args.method,
+        multi=not args.no_multi, method=args.method, preserve=args.preserve or "",
     )
     start = time.perf_counter()
     try:

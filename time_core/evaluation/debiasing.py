@@ -95,7 +95,7 @@ def _search(evaluate: Callable[[float], float], original: float, config: DebiasC
 def debias_one(meter: ShareMeter, pipe, entry: DebiasEntry, config: DebiasConfig) -> dict:
     """Step 1 of the module docstring for one entry; returns its JSON record."""
     problem = prepare_edit(pipe, entry.source, entry.destination, config.edit_keys, config.augment,
-                           method=config.method)
+                           config.preserve or (), method=config.method)
     original = meter.shares([entry.validation], [entry])[0]
     record = {"source": entry.source, "destination": entry.destination, "validation": entry.validation,
               "validation_original": original}
@@ -112,7 +112,7 @@ def debias_one(meter: ShareMeter, pipe, entry: DebiasEntry, config: DebiasConfig
 def debias_multi(meter: ShareMeter, pipe, entries: Sequence[DebiasEntry], config: DebiasConfig) -> dict:
     """Step 2 of the module docstring: one multi-edit, one λ for every entry."""
     problem = prepare_edit(pipe, [e.source for e in entries], [e.destination for e in entries], config.edit_keys,
-                           config.augment, method=config.method)
+                           config.augment, config.preserve or (), method=config.method)
     validations = [e.validation for e in entries]
     original = float(np.mean(meter.shares(validations, entries)))
     record = {"validation_original": original}

@@ -26,6 +26,7 @@ class RunConfig:
         steps (`int`, *optional*), guidance (`float`, *optional*): `None` is the model's default.
         limit (`int`, *optional*): only the first entries.
         method (`str`): the editing method.
+        preserve (`str`): `""` (no preservation) or `"auto"` (automatic preservation, `time_core.methods.preservation`).
     """
 
     preset: str
@@ -38,17 +39,20 @@ class RunConfig:
     guidance: float | None = None
     limit: int | None = None
     method: str = DEFAULT_METHOD
+    preserve: str = ""
     # Fields that do not change stored results (they select which results to compute or report).
     not_identity: ClassVar[tuple[str, ...]] = ("limit",)
 
     def identity(self) -> dict:
-        """What must match for stored results to be reused. The method is part of it unless it is the default, so
-        folders written before methods were selectable still resume."""
+        """What must match for stored results to be reused. The method and the preservation are part of it unless
+        they are the defaults, so folders written before they were selectable still resume."""
         data = asdict(self)
         for key in self.not_identity:
             data.pop(key)
         if data["method"] == DEFAULT_METHOD:
             data.pop("method")
+        if not data["preserve"]:
+            data.pop("preserve")
         return data
 
 
