@@ -22,6 +22,10 @@ The preservation prompts are used without augmentations (they are many, and each
 their weight is picked per edit by `pick_preserve_weight`: the largest weight of `WEIGHT_GRID` that keeps the edit's
 own fit within `MAX_FIT_LOSS` of the fit without preservation, in embedding space at the method's default λ.
 
+The two neighbour counts were chosen on the Shapes world's validation set (`shapes_validation`: edits that no test
+entry makes), comparing 2 and 3 (with 0 and 2) neighbours: more attribute neighbours kept more explicit colours but cut
+the edit's reach into plurals and scenes (`time_core/shapes/TRAINING.md` has the numbers).
+
 Cost: one `(V, d)` × `(d,)` product per query word, the tokenization of the vocabulary's strings, the encoding of the
 preservation prompts (one text-encoder call each, batched with the edit's), and one factorisation per grid weight.
 """
@@ -47,7 +51,7 @@ __all__ = [
     "pick_preserve_weight",
 ]
 
-ATTRIBUTE_NEIGHBOURS: int = 5
+ATTRIBUTE_NEIGHBOURS: int = 2
 SUBJECT_NEIGHBOURS: int = 2
 MIN_NORM_RATIO: float = 0.5
 WEIGHT_GRID: tuple[float, ...] = (10.0, 3.0, 1.0, 0.3, 0.1)
