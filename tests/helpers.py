@@ -1,11 +1,12 @@
 """What several test modules share: tiny random-weight Stable Diffusion pipelines (SD 1.x, SD 2.x, SDXL shapes) with
-the real CLIP tokenizer, bit-exact weight hashes, stand-in scorers, and starting `app.py` on a free port.
+the real CLIP tokenizer, bit-exact weight hashes, stand-in scorers and edits, and starting `app.py` on a free port.
 
 Fixtures live in `tests/conftest.py`; test modules import helpers from here, never from each other.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import socket
@@ -18,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from time_core.edit import BaseEdit
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_UPLOAD_MB = 0.5  # the upload limit of the served app in tests
@@ -123,6 +126,36 @@ def make_tiny_pipeline(kind: str = "sd1", seed: int = 0):
             scheduler=scheduler,
         ).to("cpu")
     raise ValueError(kind)
+
+
+@dataclasses.dataclass(frozen=True)
+class StandInEdit(BaseEdit):
+    """A base for test edits: `BaseEdit`'s provenance fields with defaults, compatible with every pipeline, no file.
+
+    Subclasses declare their own fields with `@dataclasses.dataclass(frozen=True, kw_only=True)` and implement
+    `conditioning` and `edited_weights`.
+    """
+
+    sources: tuple[str, ...] = ("a rose",)
+    destinations: tuple[str, ...] = ("a blue rose",)
+    lam: float = 1.0
+    augment: bool = False
+    preserve: tuple[str, ...] = ()
+    preserve_weight: float = 1.0
+    model: str = ""
+
+    def check_compatible(self, pipe):
+        pass
+
+    def tensors(self):
+        return {}
+
+    def provenance(self):
+        return {}
+
+    @classmethod
+    def from_file(cls, tensors, meta, name):
+        raise NotImplementedError("a stand-in edit has no file")
 
 
 class BrightnessScorer:
