@@ -9,9 +9,10 @@ from pathlib import Path
 from helpers import ROOT
 
 PACKAGE = ROOT / "time_core"
-LAYERS = {"core": 0, "methods": 1, "evaluation": 2, "demo": 3}
-# Thin command-line entry modules that only forward to their command (`python -m time_core.evaluate` / `.debias`).
-ENTRY_MODULES = {"time_core.evaluate": 2, "time_core.debias": 2}
+LAYERS = {"core": 0, "methods": 1, "evaluation": 2, "cli": 2, "demo": 3}  # `export` is core: it reads only BaseEdit
+# Thin command-line entry modules that only forward to their command (`python -m time_core.evaluate` / `.debias`, and
+# `python -m time_core`, the edit command).
+ENTRY_MODULES = {"time_core.evaluate": 2, "time_core.debias": 2, "time_core.__main__": 2}
 MAX_LINES = 400
 
 

@@ -87,3 +87,13 @@ def test_the_installed_commands_answer(installed):
         assert out.startswith(f"usage: {command[0]}") and "--preset" in out and "--method" in out
     out = run([prefix / "bin" / "python", "-m", "time_core.evaluate", "--help"], elsewhere, env).stdout
     assert out.startswith("usage: python -m time_core.evaluate")
+
+
+def test_the_installed_edit_command_writes_an_edit_and_a_lora(installed):
+    prefix, elsewhere, env = installed
+    assert run([prefix / "bin" / "time-edit", "--help"], elsewhere, env).stdout.startswith("usage: time-edit")
+    run([prefix / "bin" / "time-edit", "a circle", "a green circle", "--out", "edit.safetensors", "--lora",
+         "lora.safetensors", "--rank", "4"], elsewhere, env)
+    assert (elsewhere / "edit.safetensors").is_file() and (elsewhere / "lora.safetensors").is_file()
+    out = run([prefix / "bin" / "python", "-m", "time_core", "--help"], elsewhere, env).stdout
+    assert out.startswith("usage: python -m time_core")
