@@ -4,8 +4,9 @@ The public API:
 
 - `load_pipeline(model="toy" | hub id | folder, device=None, dtype=None)`: a diffusers Stable Diffusion pipeline.
 - `compute_edit(pipe, source, destination, lam=None, edit_keys=True, augment=True, method="time")`: an `Edit` (TIME:
-  the matrix `M` of Eq. 5 and its provenance); the pipeline's weights are never written.
-- `prepare_edit(...)`: the λ-independent `EditProblem`; `.solve(lam)` gives an `Edit` per λ (cheap λ sweeps).
+  the matrix `M` of Eq. 5 and its provenance) or, with `method="diff-quickfix"`, a `QuickFixEdit` (the update of the
+  text encoder's first self-attention output projection); the pipeline's weights are never written.
+- `prepare_edit(...)`: the λ-independent problem; `.solve(lam)` gives an edit per λ (cheap λ sweeps).
 - `generate(pipe, prompts, seeds, edit=...)`: original and edited images from one batched call, same seeds.
 - `Edit.edited_weights(unet)`, `Edit.save(path)`, `Edit.load(path)`; `load_edit(path)` reads any method's file.
 
@@ -15,7 +16,7 @@ Layers, each importing only the ones before it: the core (`models`, `tokenizer`,
 
 from .edit import BaseEdit, EditFileError
 from .generate import GenerationResult, generate
-from .methods import METHODS, Edit, EditProblem, compute_edit, load_edit, prepare_edit
+from .methods import METHODS, Edit, EditProblem, QuickFixEdit, compute_edit, load_edit, prepare_edit
 from .models import ModelLoadError, UnsupportedModelError, load_pipeline
 from .prompts import PromptError
 
@@ -28,6 +29,7 @@ __all__ = [
     "GenerationResult",
     "ModelLoadError",
     "PromptError",
+    "QuickFixEdit",
     "UnsupportedModelError",
     "compute_edit",
     "generate",

@@ -24,6 +24,7 @@ __all__ = [
     "as_prompts",
     "augment_pairs",
     "build_pairs",
+    "check_preserve_weight",
     "check_prompt",
     "is_auto_preserve",
     "preserve_prompts",
@@ -88,6 +89,17 @@ def preserve_prompts(preserve: str | Sequence[str]) -> tuple[str, ...]:
     if is_auto_preserve(preserve):
         raise ValueError("preserve='auto' must be resolved into prompts by the editing method before building pairs")
     return as_prompts(preserve, "preserve", item="preserve prompt", allow_empty=True)
+
+
+def check_preserve_weight(weight: float) -> float:
+    """Returns `weight` as a float, or raises `ValueError` when it is not a finite number >= 0."""
+    try:
+        weight = float(weight)
+    except (TypeError, ValueError):
+        raise ValueError(f"preserve_weight must be a number, got {weight!r}") from None
+    if not (weight >= 0 and weight < float("inf")):
+        raise ValueError(f"preserve_weight must be finite and >= 0, got {weight}")
+    return weight
 
 
 def augment_pairs(

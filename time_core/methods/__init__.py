@@ -1,6 +1,8 @@
-"""Editing methods: the interface (`base`), TIME (`time`), and the registry the rest of the library dispatches on."""
+"""Editing methods: the interface (`base`), TIME (`time`), Diff-QuickFix (`diff_quickfix`), and the registry the rest
+of the library dispatches on."""
 
 from .base import BaseProblem, EditingMethod
+from .diff_quickfix import DiffQuickFixMethod, QuickFixEdit, QuickFixEditProblem
 from .registry import DEFAULT_METHOD, METHODS, compute_edit, get_method, load_edit, prepare_edit
 from .time import Edit, EditProblem, TimeMethod
 
@@ -8,9 +10,12 @@ __all__ = [
     "DEFAULT_METHOD",
     "METHODS",
     "BaseProblem",
+    "DiffQuickFixMethod",
     "Edit",
     "EditProblem",
     "EditingMethod",
+    "QuickFixEdit",
+    "QuickFixEditProblem",
     "TimeMethod",
     "compute_edit",
     "get_method",

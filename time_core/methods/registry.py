@@ -13,12 +13,15 @@ from types import MappingProxyType
 from ..edit import BaseEdit, EditFileError, read_edit_file
 from ..solver import check_lam
 from .base import BaseProblem, EditingMethod
+from .diff_quickfix import DiffQuickFixMethod
 from .time import TimeMethod
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "compute_edit", "get_method", "load_edit", "prepare_edit"]
 
 DEFAULT_METHOD = "time"
-METHODS: Mapping[str, EditingMethod] = MappingProxyType({TimeMethod.name: TimeMethod()})
+METHODS: Mapping[str, EditingMethod] = MappingProxyType(
+    {method.name: method for method in (TimeMethod(), DiffQuickFixMethod())}
+)
 
 
 def get_method(name: str) -> EditingMethod:
@@ -42,7 +45,8 @@ def prepare_edit(
     """Encodes and aligns the prompts and factorises the method's closed form; see `compute_edit` for the arguments.
 
     Returns:
-        the method's λ-independent problem (`EditProblem` for TIME): `.solve(lam)` gives one edit per λ.
+        the method's λ-independent problem (`EditProblem` for TIME, `QuickFixEditProblem` for Diff-QuickFix):
+        `.solve(lam)` gives one edit per λ.
     """
     return get_method(method).prepare(pipe, source, destination, edit_keys, augment, preserve, preserve_weight)
 
@@ -59,25 +63,27 @@ def compute_edit(
     *,
     method: str = DEFAULT_METHOD,
 ) -> BaseEdit:
-    """Computes an edit in closed form without touching the pipeline's weights (TIME: paper Eq. 5).
+    """Computes an edit in closed form without touching the pipeline's weights (TIME: paper Eq. 5; Diff-QuickFix:
+    the text encoder's first self-attention output projection).
 
     Args:
         pipe: a `StableDiffusionPipeline` or `StableDiffusionXLPipeline` (see `load_pipeline`).
         source (`str` or `Sequence[str]`): the under-specified prompt(s), e.g. `"a pack of roses"`.
         destination (`str` or `Sequence[str]`): the prompt(s) stating the wanted attribute, e.g.
-            `"a pack of blue roses"`; each must contain its source's words in order.
+            `"a pack of blue roses"`; for TIME each must contain its source's words in order.
         lam (`float`, *optional*): λ, the weight of `‖W' − W‖²`; larger is a smaller edit. `None` is the method's
-            default (TIME: 0.1).
-        edit_keys (`bool`, *optional*, defaults to `True`): edit `to_k` as well as `to_v` (paper's best setting).
+            default (`METHODS[method].default_lam`: TIME 0.1, Diff-QuickFix 0.01).
+        edit_keys (`bool`, *optional*, defaults to `True`): TIME: edit `to_k` as well as `to_v` (paper's best
+            setting). Diff-QuickFix has no such choice and refuses `False` (`ValueError`).
         augment (`bool`, *optional*, defaults to `True`): add "A photo of ", "An image of ", "A picture of " versions.
         preserve (`str` or `Sequence[str]`, *optional*): prompts to keep as they are (pairs whose target is
-            themselves); a bare string is one prompt. `"auto"` is reserved for automatic preservation (not available
-            yet: `ValueError`).
+            themselves); a bare string is one prompt. `"auto"`: automatic preservation (TIME only,
+            `time_core.methods.preservation`).
         preserve_weight (`float`, *optional*, defaults to 1.0): the weight of the preservation pairs.
-        method (`str`, *optional*, defaults to `"time"`): a key of `METHODS`.
+        method (`str`, *optional*, defaults to `"time"`): a key of `METHODS` (`"time"`, `"diff-quickfix"`).
 
     Returns:
-        the method's edit (`Edit` for TIME).
+        the method's edit (`Edit` for TIME, `QuickFixEdit` for Diff-QuickFix).
     """
     editing = get_method(method)
     lam = editing.default_lam if lam is None else check_lam(lam)  # a bad λ fails before any encoding

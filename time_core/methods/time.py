@@ -18,7 +18,7 @@ import torch
 from ..attention import install_split_processors, split_key_value
 from ..edit import BaseEdit, EditFileError
 from ..models import TextConditioning, check_architecture, cross_attention_layers, model_id, text_width
-from ..prompts import as_prompts, augment_pairs, build_pairs, is_auto_preserve, preserve_prompts
+from ..prompts import as_prompts, augment_pairs, build_pairs, check_preserve_weight, is_auto_preserve, preserve_prompts
 from ..solver import EditSystem, build_system, check_lam
 from .base import BaseProblem, EditingMethod
 
@@ -216,9 +216,7 @@ class TimeMethod(EditingMethod):
             C, C_star, weights, preserve, preserve_weight = _auto_pairs(pipe, sources, destinations, augment)
         else:
             preserve = preserve_prompts(preserve)
-            preserve_weight = float(preserve_weight)
-            if not (preserve_weight >= 0 and preserve_weight < float("inf")):
-                raise ValueError(f"preserve_weight must be finite and >= 0, got {preserve_weight}")
+            preserve_weight = check_preserve_weight(preserve_weight)
             C, C_star, weights = build_pairs(pipe, sources, destinations, augment, preserve, preserve_weight)  # (N, d) ×2
         return EditProblem(
             system=build_system(C, C_star, weights),
