@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from typing import ClassVar
 
 import pytest
@@ -152,6 +153,29 @@ class FixedWeights(StandInEdit):
 
     def edited_weights(self, module):
         return dict(self.weights)
+
+
+def test_the_adapter_config_targets_exactly_the_exported_layers(sd1, tmp_path):
+    """With 20 layers or more peft shortens a config's targets to suffixes matching its model; the file's config must
+    name the exported layers of the real UNet, no others (attn1 has `to_k` too)."""
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    g = torch.Generator().manual_seed(0)
+    weights = {name: p.detach() + 0.1 * torch.randn(p.shape[0], 1, generator=g) @ torch.randn(1, p.shape[1], generator=g)
+               for name, p in sd1.unet.named_parameters()
+               if (".attn2." in name or ".ff." in name) and name.endswith(".weight")}  # attn1 left out
+    assert len(weights) >= 20
+    report = export_lora(sd1, FixedWeights(weights=weights), tmp_path / "many.safetensors")
+    assert set(report.ranks.values()) == {1}
+    with safe_open(str(report.path), framework="pt") as handle:
+        meta = json.loads(handle.metadata()["lora_adapter_metadata"])
+    config = LoraConfig(**{k.removeprefix("unet."): v for k, v in meta.items()})
+    targeted = {name for name, _ in sd1.unet.named_modules() if check_target_module_exists(config, name)}
+    assert targeted == {name.removesuffix(".weight") for name in weights}
+    other = with_lora(sd1, report.path)
+    loaded = {name for name, module in other.unet.named_modules() if hasattr(module, "lora_A")}
+    assert loaded == targeted
 
 
 def test_bad_input_raises_before_anything_is_written(sd1, edits, tmp_path):

@@ -71,7 +71,7 @@ def lora_config(layers: Sequence[LayerFactors]):
     r = collections.Counter(ranks.values()).most_common(1)[0][0]
     pattern = {path: rank for path, rank in ranks.items() if rank != r}
     return LoraConfig(r=r, lora_alpha=r, target_modules=sorted(ranks), rank_pattern=pattern,
-                      alpha_pattern=dict(pattern), init_lora_weights=False)
+                      alpha_pattern=dict(pattern))
 
 
 def peft_layers(pipe, layers: Sequence[LayerFactors], dtype: torch.dtype) -> tuple[dict[str, torch.Tensor], dict]:
@@ -80,6 +80,9 @@ def peft_layers(pipe, layers: Sequence[LayerFactors], dtype: torch.dtype) -> tup
     from peft import get_peft_model_state_dict, inject_adapter_in_model
 
     config = lora_config(layers)
+    # Taken before injecting: with 20 targets or more, peft rewrites `target_modules` into the shortest suffixes that
+    # match the same modules *of the skeleton* (e.g. `to_k`), which would also match other layers of the real model.
+    metadata = config.to_dict()
     paths = {layer.path: file_path(pipe, layer) for layer in layers}
     skeleton = _skeleton({paths[layer.path]: (layer.up.shape[0], layer.down.shape[1]) for layer in layers})
     inject_adapter_in_model(config, skeleton, adapter_name="default", low_cpu_mem_usage=True)
@@ -91,7 +94,7 @@ def peft_layers(pipe, layers: Sequence[LayerFactors], dtype: torch.dtype) -> tup
         module.lora_A["default"].weight = nn.Parameter(layer.down.to(dtype).contiguous(), requires_grad=False)
         module.lora_B["default"].weight = nn.Parameter(layer.up.to(dtype).contiguous(), requires_grad=False)
     state = get_peft_model_state_dict(skeleton, adapter_name="default")
-    return {name: tensor.detach().contiguous() for name, tensor in state.items()}, config.to_dict()
+    return {name: tensor.detach().contiguous() for name, tensor in state.items()}, metadata
 
 
 def kohya_state_dict(pipe, layers: Sequence[LayerFactors], dtype: torch.dtype) -> dict[str, torch.Tensor]:
