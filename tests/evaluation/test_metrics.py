@@ -58,3 +58,23 @@ def test_scores_by_type_by_hand():
     assert result["specificity"]["explicit"] == {"mean": 1.0, "std": 0.0}
     with pytest.raises(ValueError, match="types of shape"):
         scores_by_type(positives, [["plural"]], negatives, negative_types)
+
+
+def test_harmonic_mean_by_hand():
+    from time_core.evaluation.metrics import harmonic_mean
+
+    assert harmonic_mean(0.678, 0.654) == pytest.approx(2 * 0.678 * 0.654 / (0.678 + 0.654))  # the paper's 66.6
+    assert harmonic_mean(1.0, 0.0) == 0.0 and harmonic_mean(0.0, 0.0) == 0.0
+    assert harmonic_mean(0.5, 0.5) == pytest.approx(0.5)
+    # 1 entry × 2 seeds: generality 4/5 and 2/5, specificity 1/5 and 3/5 per seed
+    positives = np.zeros((1, 5, 2), dtype=bool)
+    positives[0, :4, 0] = positives[0, :2, 1] = True
+    negatives = np.zeros((1, 5, 2), dtype=bool)
+    negatives[0, :4, 0] = negatives[0, :2, 1] = True
+    s = score(None, positives, negatives)
+    g, sp = (0.8 + 0.4) / 2, (0.2 + 0.6) / 2
+    assert s.harmonic_mean.mean == pytest.approx(2 * g * sp / (g + sp))  # of the means: 0.48
+    per_seed = [2 * 0.8 * 0.2 / 1.0, 2 * 0.4 * 0.6 / 1.0]  # 0.32, 0.48
+    assert s.harmonic_mean.std == pytest.approx(np.std(per_seed, ddof=1))
+    assert s.as_dict()["harmonic_mean"] == {"mean": pytest.approx(0.48), "std": pytest.approx(np.std(per_seed, ddof=1))}
+    assert score(source_hits=np.ones((1, 2), dtype=bool)).harmonic_mean is None

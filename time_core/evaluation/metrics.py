@@ -11,6 +11,10 @@ the ground-truth colour reader). A *hit* is an image classified as the destinati
 As in the paper, each metric is computed per seed over all entries and prompts, then reported as mean ± standard
 deviation over seeds (sample standard deviation, `ddof=1`; 0 for a single seed).
 
+The harmonic mean of generality and specificity, `2 G S / (G + S)` (0 when both are 0), is the paper's criterion for
+choosing λ (App. E): it is taken of the mean generality and the mean specificity, so a reader recomputes it from the
+reported means; its ± is the standard deviation over seeds of the per-seed harmonic mean.
+
 For debiasing, images are labelled with an attribute value instead: F_p is the share labelled `attributes[0]` and
 Δ_p = |F_p − target| / target.
 """
@@ -24,7 +28,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "MeanStd", "Scores", "attribute_share", "delta", "f_share", "hits_from_probabilities", "score", "scores_by_type",
+    "MeanStd", "Scores", "attribute_share", "delta", "f_share", "harmonic_mean", "hits_from_probabilities", "score",
+    "scores_by_type",
 ]
 
 
@@ -39,17 +44,28 @@ class MeanStd:
 
 @dataclass(frozen=True)
 class Scores:
-    """Mean ± std over seeds of the three metrics, as fractions in [0, 1]; a metric without images is `None`."""
+    """Mean ± std over seeds of the three metrics, as fractions in [0, 1], and the harmonic mean of generality and
+    specificity (see the module docstring); a metric without images is `None`."""
 
     efficacy: MeanStd | None
     generality: MeanStd | None
     specificity: MeanStd | None
+    harmonic_mean: MeanStd | None = None
 
     def as_dict(self) -> dict[str, dict[str, float] | None]:
         return {
             name: None if value is None else {"mean": value.mean, "std": value.std}
-            for name, value in (("efficacy", self.efficacy), ("generality", self.generality), ("specificity", self.specificity))
+            for name, value in (("efficacy", self.efficacy), ("generality", self.generality),
+                                ("specificity", self.specificity), ("harmonic_mean", self.harmonic_mean))
         }
+
+
+def harmonic_mean(generality, specificity):
+    """`2 G S / (G + S)`, elementwise, 0 where both are 0 (floats or arrays in [0, 1])."""
+    g, s = np.asarray(generality, dtype=np.float64), np.asarray(specificity, dtype=np.float64)
+    total = g + s
+    value = np.divide(2 * g * s, total, out=np.zeros(np.broadcast(g, s).shape), where=total > 0)
+    return float(value) if value.ndim == 0 else value
 
 
 def hits_from_probabilities(p_destination, threshold: float = 0.5) -> np.ndarray:
@@ -96,11 +112,14 @@ def score(source_hits=None, positive_hits=None, negative_hits=None) -> Scores:
     if len(seeds) > 1:
         raise ValueError(f"all hits must have the same number of seeds (last axis), got {sorted(seeds)}")
     negative = per_seed["negative"]
-    return Scores(
-        efficacy=_mean_std(per_seed["source"]),
-        generality=_mean_std(per_seed["positive"]),
-        specificity=_mean_std(None if negative is None else 1.0 - negative),
-    )
+    generality = _mean_std(per_seed["positive"])
+    specificity = _mean_std(None if negative is None else 1.0 - negative)
+    both = None
+    if generality is not None and specificity is not None:
+        spread = _mean_std(harmonic_mean(per_seed["positive"], 1.0 - negative))  # (S,) per-seed harmonic means
+        both = MeanStd(harmonic_mean(generality.mean, specificity.mean), spread.std)
+    return Scores(efficacy=_mean_std(per_seed["source"]), generality=generality, specificity=specificity,
+                  harmonic_mean=both)
 
 
 def scores_by_type(

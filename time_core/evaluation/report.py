@@ -16,11 +16,14 @@ def _fmt(value) -> str:
 
 
 def markdown_table(report: dict) -> str:
-    """The evaluation report as markdown: the metrics per condition, then E / G / S per entry."""
+    """The evaluation report as markdown: the metrics and the harmonic mean of generality and specificity per
+    condition, then E / G / S per entry."""
     columns = list(report["overall"])
     lines = ["| metric | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for metric in METRICS:
         lines.append(f"| {metric} | " + " | ".join(_fmt(report["overall"][c][metric]) for c in columns) + " |")
+    lines.append("| harmonic mean of G and S | "
+                 + " | ".join(_fmt(report["overall"][c].get("harmonic_mean")) for c in columns) + " |")
     lines += ["", f"{report['entries_kept']} of {report['entries_total']} entries"
               + (f" (oracle filter {report['oracle_filter']})" if report["oracle_filter"] is not None else "")
               + f", seeds {len(report['config']['seeds'])}, classifier {report['config']['classifier']}, "
