@@ -158,6 +158,29 @@ class StandInEdit(BaseEdit):
         raise NotImplementedError("a stand-in edit has no file")
 
 
+def check_like_replaced_encoder(pipe, edit):
+    """Checks that a text-encoder edit applies like a pipeline whose text encoder holds `edit.edited_weights`: the
+    edited images of two prompts × two seeds (with a negative prompt) equal that pipeline's, differ from the original
+    ones, and the shared pipeline stays bit-identical. Returns the replaced pipeline."""
+    import copy
+
+    from time_core import generate
+
+    before = pipeline_hash(pipe)
+    kwargs = dict(num_inference_steps=3, negative_prompt="blurry", output_type="np", progress=False)
+    ours = generate(pipe, ["a rose", "a car"], [0, 1], edit=edit, **kwargs)
+    assert pipeline_hash(pipe) == before
+    encoder = copy.deepcopy(getattr(pipe, edit.component))
+    encoder.load_state_dict(edit.edited_weights(encoder), strict=False)
+    replaced = type(pipe)(**{**pipe.components, "text_encoder": encoder})
+    reference = generate(replaced, ["a rose", "a car"], [0, 1], **kwargs)
+    for p in range(2):
+        for s in range(2):
+            assert abs(ours.edited[p][s] - reference.original[p][s]).max() < 1e-4
+            assert abs(ours.original[p][s] - ours.edited[p][s]).max() > 1e-3
+    return replaced
+
+
 class BrightnessScorer:
     """A stand-in for `ClipScorer`: P(destination) is the image's mean brightness; classify by brightness too."""
 

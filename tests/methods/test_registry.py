@@ -1,7 +1,6 @@
 """The method registry and interface: dispatch by name, the method's default λ, the method recorded in edit files, the
 conditioning hook `generate` uses, and prompt-list arguments given as one string."""
 
-import copy
 import dataclasses
 import json
 import re
@@ -9,7 +8,7 @@ from typing import ClassVar
 
 import pytest
 import torch
-from helpers import pipeline_hash
+from helpers import check_like_replaced_encoder, pipeline_hash
 from safetensors.torch import save_file
 
 from time_core import METHODS, BaseEdit, Edit, EditFileError, compute_edit, generate, load_edit, prepare_edit
@@ -173,17 +172,6 @@ def test_a_text_encoder_edit_fits_the_interface(sd1, tmp_path):
     name = "encoder.layers.0.self_attn.out_proj.weight"
     weight = dict(sd1.text_encoder.named_parameters())[name].detach()
     edit = ReplacedEncoderWeight(name, -weight)
-    before = pipeline_hash(sd1)
-    kwargs = dict(num_inference_steps=3, negative_prompt="blurry", output_type="np", progress=False)
-    ours = generate(sd1, ["a rose", "a car"], [0, 1], edit=edit, **kwargs)
-    assert pipeline_hash(sd1) == before
-    encoder = copy.deepcopy(getattr(sd1, edit.component))
-    encoder.load_state_dict(edit.edited_weights(encoder), strict=False)
-    replaced = type(sd1)(**{**sd1.components, "text_encoder": encoder})
-    reference = generate(replaced, ["a rose", "a car"], [0, 1], **kwargs)
-    for p in range(2):
-        for s in range(2):
-            assert abs(ours.edited[p][s] - reference.original[p][s]).max() < 1e-4
-            assert abs(ours.original[p][s] - ours.edited[p][s]).max() > 1e-3
+    check_like_replaced_encoder(sd1, edit)
     loaded = ReplacedEncoderWeight.load(edit.save(tmp_path / "encoder.safetensors"))
     assert loaded.name == name and torch.equal(loaded.weight, edit.weight)

@@ -1,8 +1,9 @@
-"""Editing methods: the interface (`base`), TIME (`time`), Diff-QuickFix (`diff_quickfix`), and the registry the rest
-of the library dispatches on."""
+"""Editing methods: the interface (`base`), TIME (`time`), Diff-QuickFix (`diff_quickfix`), the fine-tuning baseline
+(`finetune`), and the registry the rest of the library dispatches on."""
 
 from .base import BaseProblem, EditingMethod
 from .diff_quickfix import DiffQuickFixMethod, QuickFixEdit, QuickFixEditProblem
+from .finetune import FinetuneEdit, FinetuneMethod, FinetuneProblem
 from .registry import DEFAULT_METHOD, METHODS, compute_edit, get_method, load_edit, prepare_edit
 from .time import Edit, EditProblem, TimeMethod
 
@@ -14,6 +15,9 @@ __all__ = [
     "Edit",
     "EditProblem",
     "EditingMethod",
+    "FinetuneEdit",
+    "FinetuneMethod",
+    "FinetuneProblem",
     "QuickFixEdit",
     "QuickFixEditProblem",
     "TimeMethod",

@@ -14,13 +14,14 @@ from ..edit import BaseEdit, EditFileError, read_edit_file
 from ..solver import check_lam
 from .base import BaseProblem, EditingMethod
 from .diff_quickfix import DiffQuickFixMethod
+from .finetune import FinetuneMethod
 from .time import TimeMethod
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "compute_edit", "get_method", "load_edit", "prepare_edit"]
 
 DEFAULT_METHOD = "time"
 METHODS: Mapping[str, EditingMethod] = MappingProxyType(
-    {method.name: method for method in (TimeMethod(), DiffQuickFixMethod())}
+    {method.name: method for method in (TimeMethod(), DiffQuickFixMethod(), FinetuneMethod())}
 )
 
 
