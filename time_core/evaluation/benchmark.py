@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -90,21 +90,25 @@ def _baseline_and_oracle(pipe, classifier, entry: EditEntry, seeds: Sequence[int
 
 
 def run_unit(pipe, classifier, problem, entry: EditEntry, seeds: Sequence[int], lams: Sequence[float], config: EvalConfig,
-             base: dict | None) -> tuple[dict, dict[str, dict]]:
-    """Generates and classifies one unit; `base` (baseline + oracle) is reused when already stored."""
+             base: dict | None, prepare_seconds: float = 0.0) -> tuple[dict, dict[str, dict]]:
+    """Generates and classifies one unit; `base` (baseline + oracle) is reused when already stored. Each λ's timing
+    holds `edit_seconds`, the time spent computing its edit (`problem.solve`, plus `prepare_seconds` for the first λ:
+    the time the problem took to prepare, when it was prepared for this unit)."""
     prompts, destinations = entry.prompts()
     kwargs = dict(num_inference_steps=config.steps, guidance_scale=config.guidance, progress=False)
     if base is None:
         base = _baseline_and_oracle(pipe, classifier, entry, seeds, kwargs)
     edited_results = {}
     for lam in lams:
+        start = time.perf_counter()
         edit = problem.solve(lam)
+        edit_seconds, prepare_seconds = time.perf_counter() - start + prepare_seconds, 0.0
         start = time.perf_counter()
         result = generate(pipe, prompts, seeds, edit=edit, original=False, **kwargs)
         seconds = time.perf_counter() - start
         edited_results[_lam_key(lam)] = {
             "time": _probabilities(classifier, result.edited, prompts, destinations),
-            "timing": {"images": len(prompts) * len(seeds), "seconds": seconds},
+            "timing": {"images": len(prompts) * len(seeds), "seconds": seconds, "edit_seconds": edit_seconds},
         }
     return base, edited_results
 
@@ -146,14 +150,18 @@ def _loaded(config: EvalConfig, pipe, classifier, device) -> tuple:
     pipe = with_scheduler(pipe if pipe is not None else load_pipeline(config.model, device=device), config.scheduler)
     classifier = classifier if classifier is not None else load_classifier(config.classifier, device=device)
     defaults = generation_defaults(pipe)
-    config = EvalConfig(**{**asdict(config), "steps": config.steps or defaults.steps,
-                           "guidance": defaults.guidance if config.guidance is None else config.guidance})
+    config = replace(config, steps=config.steps or defaults.steps,
+                     guidance=defaults.guidance if config.guidance is None else config.guidance)
     return pipe, classifier, config
 
 
 def evaluate(config: EvalConfig, out: str | Path, pipe=None, classifier=None, process_index: int = 0,
-             num_processes: int = 1, device=None, progress: bool = True) -> None:
-    """Runs this process's share of the units that are not done yet; see the module docstring."""
+             num_processes: int = 1, device=None, progress: bool = True,
+             prepare: Callable[[object, EditEntry], object] | None = None) -> None:
+    """Runs this process's share of the units that are not done yet; see the module docstring.
+
+    `prepare(pipe, entry)` gives an entry's λ-independent problem (default: `prepare_edit` with the config's method
+    and flags); `time_core.evaluation.bulk` passes one multi-edit for every entry."""
     from ..models import check_scheduler
 
     out = Path(out)
@@ -172,12 +180,17 @@ def evaluate(config: EvalConfig, out: str | Path, pipe=None, classifier=None, pr
         entry = preset.entries[entry_index]
         uid = unit_id(entry_index, seeds)
         bar.set_postfix_str(entry.source[:40])
+        prepare_seconds = 0.0
         if entry_index not in problems:  # one text encoding + factorisation per entry serves every λ
-            problems = {entry_index: prepare_edit(pipe, entry.source, entry.destination, config.edit_keys,
-                                                  config.augment, config.preserve or (), method=config.method)}
+            start = time.perf_counter()
+            problems = {entry_index: prepare(pipe, entry) if prepare is not None else prepare_edit(
+                pipe, entry.source, entry.destination, config.edit_keys, config.augment, config.preserve or (),
+                method=config.method)}
+            prepare_seconds = time.perf_counter() - start
         base_path = out / "units" / f"{uid}_base.json"
         base = json.loads(base_path.read_text()) if base_path.exists() else None
-        base, edited = run_unit(pipe, classifier, problems[entry_index], entry, seeds, missing, config, base)
+        base, edited = run_unit(pipe, classifier, problems[entry_index], entry, seeds, missing, config, base,
+                                prepare_seconds)
         if not base_path.exists():
             write_json(base_path, {"entry": entry_index, "seeds": list(seeds), **base})
         for lam_key, result in edited.items():
@@ -255,12 +268,14 @@ def merge_results(config: EvalConfig, out: str | Path, oracle_filter: float | No
 
 
 def throughput(out: str | Path) -> dict:
-    """Images generated and generation seconds summed over the unit files of `out`, and images per second (per
-    process: with N processes the run's wall-clock rate is up to N times higher)."""
-    images = seconds = 0.0
+    """Images generated and generation seconds summed over the unit files of `out`, images per second (per process:
+    with N processes the run's wall-clock rate is up to N times higher), and the seconds spent computing edits."""
+    images = seconds = edit_seconds = 0.0
     for path in sorted((Path(out) / "units").glob("*.json")):
         timing = json.loads(path.read_text()).get("timing")
         if timing:
             images += timing["images"]
             seconds += timing["seconds"]
-    return {"images": int(images), "seconds": seconds, "images_per_second": images / seconds if seconds else None}
+            edit_seconds += timing.get("edit_seconds", 0.0)
+    return {"images": int(images), "seconds": seconds, "images_per_second": images / seconds if seconds else None,
+            "edit_seconds": edit_seconds}

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..methods import DEFAULT_METHOD, METHODS
-from . import benchmark, debiasing
+from . import benchmark, debiasing, experiments
 from .classifiers import default_classifier
 from .search import LOG_LAM_MAX, LOG_LAM_MIN
 
@@ -47,6 +47,7 @@ def parse_evaluate_args(argv: Sequence[str] | None = None, prog: str = "time-eva
     parser.add_argument("--seeds-per-unit", type=int, default=4, help="seeds generated together in one work unit")
     parser.add_argument("--oracle-filter", type=float, default=None,
                         help="keep entries whose oracle hit rate (source and positive destinations) is >= this")
+    experiments.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -61,11 +62,14 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "time-evaluate"
         augment=not args.no_augment, steps=args.steps, guidance=args.guidance, scheduler=args.scheduler,
         seeds_per_unit=args.seeds_per_unit, limit=args.limit, method=args.method, preserve=args.preserve or "",
     )
+    config = experiments.configure(args, config)
     import torch
     from accelerate import PartialState
 
     state = PartialState(cpu=not torch.cuda.is_available())  # gloo across CPU processes when there is no GPU
     out = Path(args.out)
+    if experiments.requested(args, config):  # ablation, bulk editing, method options, generation quality
+        return experiments.run(args, config, out, state, _write_evaluation)
     if state.is_main_process:
         benchmark.check_eval_dir(out, config)
     state.wait_for_everyone()
@@ -112,7 +116,7 @@ def parse_debias_args(argv: Sequence[str] | None = None, prog: str = "time-debia
 def debias_main(argv: Sequence[str] | None = None, prog: str = "time-debias") -> dict:
     """Runs the debiasing of every entry (and TIME Multi) and writes `results.json` and `results.md`."""
     from .report import debias_table
-    from .results import write_json
+    from .results import write_report
 
     args = parse_debias_args(argv, prog)
     if args.seeds < 1:
@@ -131,10 +135,5 @@ def debias_main(argv: Sequence[str] | None = None, prog: str = "time-debias") ->
         report = debiasing.run_debias_benchmark(config, args.out)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from error
-    out = Path(args.out)
-    write_json(out / "results.json", report)
-    table = debias_table(report)
-    (out / "results.md").write_text(table)
-    print(table)
-    print(f"written: {out / 'results.json'}, {out / 'results.md'} ({time.perf_counter() - start:.0f} s)")
+    write_report(Path(args.out), report, debias_table(report), start)
     return report

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from ..methods import DEFAULT_METHOD
 
-__all__ = ["RunConfig", "check_out_dir", "write_json"]
+__all__ = ["RunConfig", "check_out_dir", "write_json", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,17 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
+
+
+def write_report(out: Path, report: dict, table: str, start: float) -> None:
+    """Writes `results.json` (the report) and `results.md` (its markdown table) in `out`, and prints the table, the
+    paths and the seconds since `start` (a `time.perf_counter()` value)."""
+    import time
+
+    write_json(out / "results.json", report)
+    (out / "results.md").write_text(table)
+    print(table)
+    print(f"written: {out / 'results.json'}, {out / 'results.md'} ({time.perf_counter() - start:.0f} s)")
 
 
 def check_out_dir(out: Path, identity: dict, subdir: str) -> None:
