@@ -34,9 +34,7 @@ except ImportError:
 
 def gpu(duration: int):
     """`spaces.GPU(duration=...)` on ZeroGPU, the identity elsewhere."""
-    if spaces is None:
-        return _identity
-    return spaces.GPU(duration=duration)
+    return _identity if spaces is None else spaces.GPU(duration=duration)
 
 
 def _identity(fn):
@@ -63,6 +61,21 @@ def on_preset(key: str | None):
     return prompts.source, prompts.destination, prompts.table()
 
 
+def on_method(method: str):
+    """A method chosen on one tab: the other tab's selector, the method's default λ, and "edit keys" (TIME only)."""
+    try:
+        fields = demo.method_fields(method)
+    except ValueError as error:
+        _raise(error)
+    return method, fields.lam_text, fields.log_lam, _edit_keys(method)
+
+
+def _edit_keys(method: str, value: bool = True) -> gr.Checkbox:
+    """"Edit keys too" as a method leaves it: a TIME option, on and greyed out for the other methods."""
+    has_edit_keys = demo.method_fields(method).has_edit_keys
+    return gr.Checkbox(value or not has_edit_keys, interactive=has_edit_keys)
+
+
 def on_lam_text(text: str):
     try:
         return demo.log_from_lam(text)
@@ -73,8 +86,9 @@ def on_lam_text(text: str):
 
 @gpu(duration=120)
 def edit_and_generate(runtime: demo.DemoRuntime, source, destination, tests, lam_text, edit_keys, augment, num_seeds,
-                      first_seed, steps, guidance, size, session: demo.SessionEdits, progress=gr.Progress()):
+                      first_seed, steps, guidance, size, method, session: demo.SessionEdits, progress=gr.Progress()):
     try:
+        session = session.with_method(demo.parse_method(method))
         lam = demo.parse_lam(lam_text)
         settings = runtime.settings(num_seeds, first_seed, steps, guidance, size)
         prompts = demo.PromptSet.from_fields(source, destination, tests)
@@ -94,8 +108,10 @@ def edit_and_generate(runtime: demo.DemoRuntime, source, destination, tests, lam
 
 @gpu(duration=300)
 def sweep_lambda(runtime: demo.DemoRuntime, source, destination, tests, edit_keys, augment, log_min, log_max, count,
-                 sweep_seeds, first_seed, steps, guidance, size, session: demo.SessionEdits, progress=gr.Progress()):
+                 sweep_seeds, first_seed, steps, guidance, size, method, session: demo.SessionEdits,
+                 progress=gr.Progress()):
     try:
+        session = session.with_method(demo.parse_method(method))
         lams = demo.lambda_grid(log_min, log_max, count)
         settings = runtime.settings(sweep_seeds, first_seed, steps, guidance, size)
         prompts = demo.PromptSet.from_fields(source, destination, tests)
@@ -104,11 +120,10 @@ def sweep_lambda(runtime: demo.DemoRuntime, source, destination, tests, edit_key
     except ValueError as error:
         _raise(error)
     for update in itertools.chain([update], updates):
-        status = f"{len(update.points)}/{len(update.lams)} λ values · {update.seconds:.1f} s"
         strip = demo.sweep_strip(update)
         if not update.done:  # the grid gets one column per λ, plus the original
             strip = gr.Gallery(value=strip, columns=len(update.lams) + 1)
-        yield demo.sweep_figure(update), strip, demo.sweep_rows(update), status
+        yield demo.sweep_figure(update), strip, demo.sweep_rows(update), demo.sweep_status(update)
 
 
 @gpu(duration=300)
@@ -122,18 +137,16 @@ def debias(runtime: demo.DemoRuntime, key, target, num_seeds, log_min, log_max, 
     except ValueError as error:
         _raise(error)
     for update in itertools.chain([update], updates):
-        found = None
-        if update.result is not None and update.result.lam is not None:
-            found = (update.entry.source, update.entry.destination, demo.format_lam(update.result.lam))
         yield (demo.debias_status(update), demo.debias_search_rows(update), update.validation,
-               demo.debias_test_rows(update), list(update.test_original), list(update.test_edited), found)
+               demo.debias_test_rows(update), list(update.test_original), list(update.test_edited),
+               demo.debias_found(update))
 
 
 def use_debias_edit(found):
     if not found:
         raise gr.Error("no λ to use yet: run a search that finds one first")
-    source, destination, lam_text = found
-    return source, destination, lam_text, demo.log_from_lam(lam_text)
+    source, destination, lam_text = found  # a TIME edit
+    return source, destination, lam_text, demo.log_from_lam(lam_text), "time", "time", _edit_keys("time")
 
 
 def push_edit(runtime: demo.DemoRuntime, source: str, destination: str, session: demo.SessionEdits):
@@ -162,10 +175,10 @@ def upload_edit(runtime: demo.DemoRuntime, path: str | None):
     except ValueError as error:
         _raise(error)
     session = demo.SessionEdits.from_edit(edit)
-    lam_text = demo.format_lam(edit.lam)
-    gr.Info(f"loaded an edit of {len(edit.sources)} pair(s), λ = {lam_text}")
+    lam_text, keys = demo.format_lam(edit.lam), _edit_keys(edit.method, getattr(edit, "edit_keys", True))
+    gr.Info(f"loaded a {edit.method} edit of {len(edit.sources)} pair(s), λ = {lam_text}")
     return (session, session.stack_rows(), edit.sources[-1], edit.destinations[-1], lam_text,
-            demo.log_from_lam(lam_text), getattr(edit, "edit_keys", True), edit.augment)
+            demo.log_from_lam(lam_text), keys, edit.augment, edit.method, edit.method)
 
 
 # Layout: one function per tab (and per panel of the Edit tab); each returns its components by name.
@@ -173,6 +186,12 @@ def upload_edit(runtime: demo.DemoRuntime, path: str | None):
 
 def _gallery_panel(label: str, columns: int, image_format: str, **kwargs) -> gr.Gallery:
     return gr.Gallery(label=label, columns=columns, format=image_format, elem_classes="gallery-panel", **kwargs)
+
+
+def method_selector() -> gr.Radio:
+    """The editing method (the Edit and λ sweep tabs each have one; choosing on either sets both)."""
+    return gr.Radio(demo.method_choices(), value="time", label="Method",
+                    info="the edit stack is solved with the method of each run")
 
 
 def edit_controls(runtime: demo.DemoRuntime) -> SimpleNamespace:
@@ -183,6 +202,7 @@ def edit_controls(runtime: demo.DemoRuntime) -> SimpleNamespace:
     c = SimpleNamespace()
     c.preset = gr.Dropdown(choices, value=choices[0][1], label="Preset", filterable=True,
                            info=f"{len(choices)} edits; type to search")
+    c.method = method_selector()
     with gr.Row():
         c.source = gr.Textbox(start.source, label="Source prompt", placeholder="a pack of roses")
         c.destination = gr.Textbox(start.destination, label="Destination prompt", placeholder="a pack of blue roses")
@@ -207,7 +227,7 @@ def edit_controls(runtime: demo.DemoRuntime) -> SimpleNamespace:
             c.size = gr.Number(runtime.default_size, label=f"Size (≤ {config.max_size})", precision=0,
                                step=runtime.size_step)
     with gr.Accordion("Edit stack, download, upload", open=False):
-        gr.Markdown("Stacked edits are applied together with the current one, as one multi-edit.")
+        gr.Markdown("Stacked edits are applied together with the current one, as one multi-edit of the chosen method.")
         c.stack = gr.Dataframe([], headers=["#", "source", "destination"], type="array", interactive=False,
                                label="Stacked edits")
         with gr.Row():
@@ -244,14 +264,7 @@ def edit_tab(runtime: demo.DemoRuntime, image_format: str) -> SimpleNamespace:
             tab = edit_controls(runtime)
         with gr.Column(scale=3, min_width=480):
             tab.results = edit_results(runtime, image_format)
-    examples = (
-        [["a circle", "a green circle", "0.1"], ["a square", "a red square", "1"], ["a star", "a blue star", "0.1"]]
-        if runtime.config.family == demo.TOY
-        else [["a pack of roses", "a pack of blue roses", "0.1"], ["A banana", "A blue banana", "0.1"],
-              ["A dog", "A dog with a hat", "0.1"]]
-    )
-    examples = [row + [demo.log_from_lam(row[2])] for row in examples]  # each row also moves the slider
-    gr.Examples(examples, [tab.source, tab.destination, tab.lam_text, tab.lam_slider],
+    gr.Examples(demo.edit_examples(runtime.config.family), [tab.source, tab.destination, tab.lam_text, tab.lam_slider],
                 label="Examples (fill the fields)", cache_examples=False)
     return tab
 
@@ -261,6 +274,7 @@ def sweep_tab(runtime: demo.DemoRuntime, image_format: str) -> SimpleNamespace:
     config = runtime.config
     tab = SimpleNamespace()
     gr.Markdown(SWEEP_HELP)
+    tab.method = method_selector()
     with gr.Row():
         tab.log_min = gr.Number(config.sweep_log_min, label="smallest log10 λ")
         tab.log_max = gr.Number(config.sweep_log_max, label="largest log10 λ")
@@ -310,15 +324,15 @@ def debias_tab(runtime: demo.DemoRuntime, image_format: str) -> SimpleNamespace:
     return tab
 
 
-def wire_edit(runtime: demo.DemoRuntime, e: SimpleNamespace, session: gr.State) -> None:
-    """The Edit tab's events: presets, λ fields, the edit itself, the stack and edit files."""
+def wire_edit(runtime: demo.DemoRuntime, e: SimpleNamespace, s: SimpleNamespace, session: gr.State) -> None:
+    """The Edit tab's events: presets, λ, the method (on both tabs), the edit itself, the stack and edit files."""
     e.preset.change(on_preset, e.preset, [e.source, e.destination, e.tests], api_name=False, **LIGHT)
     e.lam_slider.input(demo.lam_from_log, e.lam_slider, e.lam_text, api_name=False, **LIGHT)
     e.lam_text.submit(on_lam_text, e.lam_text, e.lam_slider, api_name=False, **LIGHT)
     e.lam_text.blur(on_lam_text, e.lam_text, e.lam_slider, api_name=False, **LIGHT)
     r = e.results
     inputs = [e.source, e.destination, e.tests, e.lam_text, e.edit_keys, e.augment, e.num_seeds, e.first_seed,
-              e.steps, e.guidance, e.size, session]
+              e.steps, e.guidance, e.size, e.method, session]
     outputs = [r.original, r.edited, r.scores, r.status, r.details, e.edit_file, session]
     handler = functools.partial(edit_and_generate, runtime)
     e.run.click(handler, inputs, outputs, api_name="edit")
@@ -329,28 +343,24 @@ def wire_edit(runtime: demo.DemoRuntime, e: SimpleNamespace, session: gr.State) 
     e.undo.click(undo_edit, session, [session, e.stack], api_name="undo", **LIGHT)
     e.reset.click(reset_edits, session, [session, e.stack], api_name="reset", **LIGHT)
     e.upload.upload(functools.partial(upload_edit, runtime), e.upload,
-                    [session, e.stack, e.source, e.destination, e.lam_text, e.lam_slider, e.edit_keys, e.augment],
-                    api_name="upload", **LIGHT)
+                    [session, e.stack, e.source, e.destination, e.lam_text, e.lam_slider, e.edit_keys, e.augment,
+                     e.method, s.method], api_name="upload", **LIGHT)
+    for mine, other in ((e.method, s.method), (s.method, e.method)):  # user choices only: .input, not .change
+        mine.input(on_method, mine, [other, e.lam_text, e.lam_slider, e.edit_keys], api_name=False, **LIGHT)
 
 
 def wire_sweep_and_debias(runtime: demo.DemoRuntime, e: SimpleNamespace, s: SimpleNamespace, d: SimpleNamespace,
                           session: gr.State) -> None:
     """The λ sweep and Debias events (they read the Edit tab's prompts and settings)."""
-    s.run.click(
-        functools.partial(sweep_lambda, runtime),
-        [e.source, e.destination, e.tests, e.edit_keys, e.augment, s.log_min, s.log_max, s.count, s.seeds,
-         e.first_seed, e.steps, e.guidance, e.size, session],
-        [s.plot, s.gallery, s.table, s.status],
-        api_name="sweep",
-    )
-    d.run.click(
-        functools.partial(debias, runtime),
-        [d.preset, d.target, d.seeds, d.log_min, d.log_max, d.iterations, e.steps, e.guidance, e.size],
-        [d.status, d.search, d.validation, d.tests, d.original, d.edited, d.found],
-        api_name="debias",
-    )
-    d.use.click(use_debias_edit, d.found, [e.source, e.destination, e.lam_text, e.lam_slider], api_name=False,
-                **LIGHT)
+    s.run.click(functools.partial(sweep_lambda, runtime),
+                [e.source, e.destination, e.tests, e.edit_keys, e.augment, s.log_min, s.log_max, s.count, s.seeds,
+                 e.first_seed, e.steps, e.guidance, e.size, s.method, session],
+                [s.plot, s.gallery, s.table, s.status], api_name="sweep")
+    d.run.click(functools.partial(debias, runtime),
+                [d.preset, d.target, d.seeds, d.log_min, d.log_max, d.iterations, e.steps, e.guidance, e.size],
+                [d.status, d.search, d.validation, d.tests, d.original, d.edited, d.found], api_name="debias")
+    d.use.click(use_debias_edit, d.found, [e.source, e.destination, e.lam_text, e.lam_slider, e.method, s.method,
+                                          e.edit_keys], api_name=False, **LIGHT)
 
 
 def build_demo(runtime: demo.DemoRuntime) -> gr.Blocks:
@@ -367,7 +377,7 @@ def build_demo(runtime: demo.DemoRuntime) -> gr.Blocks:
                 sweep = sweep_tab(runtime, image_format)
             with gr.Tab("Debias", id="debias"):
                 debiasing = debias_tab(runtime, image_format)
-        wire_edit(runtime, edit, session)
+        wire_edit(runtime, edit, sweep, session)
         wire_sweep_and_debias(runtime, edit, sweep, debiasing, session)
     return app
 
@@ -382,14 +392,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(1, f"error: {error}\n")
     app = build_demo(runtime)
     app.queue(default_concurrency_limit=1, max_size=64)
-    app.launch(
-        server_name=args.host,
-        server_port=args.port,
-        theme=gr.themes.Soft(primary_hue="indigo"),
-        css=CSS,
-        max_file_size=int((config.max_upload_mb + 1) * 1e6),
-        allowed_paths=[str(Path(runtime.workdir))],
-    )
+    app.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(primary_hue="indigo"), css=CSS,
+               max_file_size=int((config.max_upload_mb + 1) * 1e6), allowed_paths=[str(Path(runtime.workdir))])
 
 
 if __name__ == "__main__":

@@ -113,3 +113,24 @@ def test_lambda_sweep_in_the_browser(browser, app_url, tmp_path):
     page.screenshot(path=tmp_path / "sweep.png", full_page=True)
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
     page.close()
+
+
+def test_method_choice_in_the_browser(browser, app_url):
+    """Choosing Diff-QuickFix on the Edit tab sets its λ, greys out "edit keys", and sets the λ sweep tab's choice;
+    choosing TIME on the sweep tab sets them back."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(app_url)
+    page.get_by_role("button", name="Edit and generate").wait_for(timeout=60_000)
+    radios = page.get_by_label("Diff-QuickFix (text encoder)")
+    radios.first.check()
+    expect(page.get_by_label("λ", exact=True)).to_have_value("0.01", timeout=30_000)
+    expect(page.get_by_label("Edit keys too (K+V)")).to_be_disabled()
+    expect(page.get_by_label("Edit keys too (K+V)")).to_be_checked()
+    expect(radios.last).to_be_checked()
+    page.get_by_role("tab", name="λ sweep").click()
+    page.get_by_label("TIME (UNet cross-attention)").last.check()
+    page.get_by_role("tab", name="Edit").click()
+    expect(page.get_by_label("TIME (UNet cross-attention)").first).to_be_checked(timeout=30_000)
+    expect(page.get_by_label("λ", exact=True)).to_have_value("0.1")
+    expect(page.get_by_label("Edit keys too (K+V)")).to_be_enabled()
+    page.close()

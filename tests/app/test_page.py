@@ -26,6 +26,19 @@ def test_the_page_builds_for_stable_diffusion_presets(tiny_runtime):
     assert components["Source prompt"]["value"] == load_preset("timed_test").entries[0].source
     names = {d.get("api_name") for d in blocks.config["dependencies"]}
     assert {"edit", "sweep", "debias", "push", "undo", "reset", "upload"} <= names
+    radios = [c["props"] for c in blocks.config["components"] if c["props"].get("label") == "Method"]
+    assert len(radios) == 2  # the Edit and λ sweep tabs
+    assert all([tuple(choice) for choice in r["choices"]] == demo.method_choices() for r in radios)
+
+
+def test_choosing_a_method_sets_the_other_tab_lambda_and_edit_keys():
+    import app
+
+    other, lam_text, log_lam, keys = app.on_method("diff-quickfix")
+    assert (other, lam_text, log_lam) == ("diff-quickfix", "0.01", -2.0)
+    assert keys.value is True and keys.interactive is False  # no keys / values choice for Diff-QuickFix
+    other, lam_text, _, keys = app.on_method("time")
+    assert (other, lam_text, keys.interactive) == ("time", "0.1", True)
 
 
 def test_a_model_that_cannot_load_is_a_clear_error():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import time_core.demo as demo
-from time_core import Edit
+from time_core import Edit, QuickFixEdit, load_edit
 
 
 def client(url):
@@ -151,6 +151,34 @@ def test_app_bad_input_is_named_and_the_session_keeps_its_state(app_url, tmp_pat
     assert restored[0]["data"] == [[1, "a star", "a blue star"]]
     assert list(restored[1:4]) == ["a circle", "a green circle", "0.1"]
     assert c.predict(api_name="/undo")["data"] == []
+
+
+def test_app_diff_quickfix_through_the_endpoints(app_url):
+    """The method input of /edit and /sweep, its edit file, and /upload restoring the method."""
+    from gradio_client import handle_file
+
+    c = client(app_url)
+    config = demo.DemoConfig.for_model("toy")
+    seeds = 2
+    original, edited, _, status, details, edit_file = c.predict(
+        "a circle", "a green circle", preset_table("shapes:0"), "0.01", True, True, seeds, 0, config.steps,
+        config.guidance, 64, "diff-quickfix", api_name="/edit")
+    assert details["edit"]["method"] == "diff-quickfix" and "Diff-QuickFix" in status and "λ = 0.01" in status
+    assert Path(edit_file).name.startswith("diff-quickfix-") and isinstance(load_edit(edit_file), QuickFixEdit)
+    assert sum(c == "green" for c in colours(edited[:seeds])) == seeds  # the source turns green
+    assert sum(c == "green" for c in colours(original[:seeds])) == 0
+    with pytest.raises(Exception, match="edit_keys=False"):
+        c.predict("a circle", "a green circle", preset_table("shapes:0"), "0.01", False, True, 1, 0, config.steps,
+                  config.guidance, 64, "diff-quickfix", api_name="/edit")
+    with pytest.raises(Exception, match="not in the list of choices"):  # gradio checks the radio's choices
+        c.predict("a circle", "a green circle", preset_table("shapes:0"), "0.01", True, True, 1, 0, config.steps,
+                  config.guidance, 64, "uce", api_name="/edit")
+    restored = c.predict(handle_file(edit_file), api_name="/upload")
+    assert list(restored[1:4]) == ["a circle", "a green circle", "0.01"] and list(restored[-2:]) == ["diff-quickfix"] * 2
+    plot, strip, rows, status = c.predict(
+        "a circle", "a green circle", preset_table("shapes:0"), True, True, -2, 2, 2, 1, 0, None, None, None,
+        "diff-quickfix", api_name="/sweep")
+    assert "2/2" in status and colours(strip)[1:3] == ["green", "green"]  # the positive at both λ
 
 
 def test_app_sweep_endpoint(app_url):

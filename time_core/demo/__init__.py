@@ -3,6 +3,7 @@
 
 - `config`: per-model defaults and limits (`DemoConfig`), the model to load, the command-line flags;
 - `inputs`: what a user types (numbers, λ, generation settings, the test-prompt table, λ ranges);
+- `methods`: the editing methods offered (TIME, Diff-QuickFix) and what choosing one sets;
 - `prompt_sets`: the prompts of a run (`PromptSet`) and the presets of the dropdowns;
 - `cache`, `runtime`: the cache of original images and the shared pipeline and classifier (`DemoRuntime`);
 - `session`: a session's edit stack (`SessionEdits`) and edit files;
@@ -45,12 +46,14 @@ from .inputs import (
     parse_settings,
     parse_test_prompts,
 )
-from .prompt_sets import TEST_HEADERS, PromptSet, debias_entry, preset_choices, preset_prompts
+from .methods import DEMO_METHODS, METHOD_LABELS, MethodFields, method_choices, method_fields, parse_method
+from .prompt_sets import TEST_HEADERS, PromptSet, debias_entry, edit_examples, preset_choices, preset_prompts
 from .runtime import DemoRuntime
 from .session import SessionEdits, load_edit_file, save_edit_file
 from .sweep_run import SweepPoint, SweepUpdate, run_sweep
 from .views import (
     SCORE_HEADERS,
+    debias_found,
     debias_search_rows,
     debias_status,
     debias_test_rows,
@@ -60,15 +63,18 @@ from .views import (
     scores_rows,
     sweep_figure,
     sweep_rows,
+    sweep_status,
     sweep_strip,
 )
 
 __all__ = [
     "DEFAULT_SD_MODEL",
+    "DEMO_METHODS",
     "FAMILIES",
     "LOG_LAM_LIMITS",
     "LOG_LAM_MAX",
     "LOG_LAM_MIN",
+    "METHOD_LABELS",
     "SCORE_HEADERS",
     "SWEEP_MAX_COUNT",
     "SWEEP_MIN_COUNT",
@@ -80,6 +86,7 @@ __all__ = [
     "DemoRuntime",
     "EditUpdate",
     "GenerationSettings",
+    "MethodFields",
     "OriginalCache",
     "PromptSet",
     "ScoredImage",
@@ -89,10 +96,12 @@ __all__ = [
     "add_cli_arguments",
     "config_from_cli",
     "debias_entry",
+    "debias_found",
     "debias_search_rows",
     "debias_status",
     "debias_test_rows",
     "edit_details",
+    "edit_examples",
     "edit_status",
     "edited_images",
     "format_lam",
@@ -101,8 +110,11 @@ __all__ = [
     "lambda_grid",
     "load_edit_file",
     "log_from_lam",
+    "method_choices",
+    "method_fields",
     "original_images",
     "parse_lam",
+    "parse_method",
     "parse_number",
     "parse_settings",
     "parse_test_prompts",
@@ -118,5 +130,6 @@ __all__ = [
     "scores_rows",
     "sweep_figure",
     "sweep_rows",
+    "sweep_status",
     "sweep_strip",
 ]

@@ -11,9 +11,9 @@ from typing import Any
 from ..presets import DebiasEntry, DebiasPreset, EditPreset, PromptPair, load_preset
 from ..prompts import check_prompt
 from .config import FAMILIES
-from .inputs import DemoInputError, parse_test_prompts
+from .inputs import DemoInputError, log_from_lam, parse_test_prompts
 
-__all__ = ["TEST_HEADERS", "PromptSet", "debias_entry", "preset_choices", "preset_prompts"]
+__all__ = ["TEST_HEADERS", "PromptSet", "debias_entry", "edit_examples", "preset_choices", "preset_prompts"]
 
 TEST_HEADERS = ("role", "prompt", "destination", "type")
 _PRESET_GROUPS: dict[str, str] = {
@@ -24,6 +24,11 @@ _PRESET_GROUPS: dict[str, str] = {
     "shapes": "Shapes (hard)",
     "shapes_easy": "Shapes (easy)",
     "shapes_debias": "Shapes debias",
+}
+_EXAMPLES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "toy": (("a circle", "a green circle", "0.1"), ("a square", "a red square", "1"), ("a star", "a blue star", "0.1")),
+    "sd": (("a pack of roses", "a pack of blue roses", "0.1"), ("A banana", "A blue banana", "0.1"),
+           ("A dog", "A dog with a hat", "0.1")),
 }
 _PRESET_ORDER: dict[str, tuple[str, ...]] = {
     "sd": ("timed_test", "timed_test_filtered_sd14", "timed_validation", "timed_professions"),
@@ -149,3 +154,11 @@ def preset_prompts(key: str) -> PromptSet:
         )
         return PromptSet(entry.source, entry.destination, positives, ())
     return PromptSet(entry.source, entry.destination, tuple(entry.positives), tuple(entry.negatives))
+
+
+def edit_examples(family: str) -> list[list[Any]]:
+    """The Edit tab's examples for a model family: rows `[source, destination, λ, log10 λ]` (the last moves the
+    slider)."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    return [[source, destination, lam, log_from_lam(lam)] for source, destination, lam in _EXAMPLES[family]]

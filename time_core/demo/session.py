@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..edit import BaseEdit, EditFileError
-from ..methods import DEFAULT_METHOD, BaseProblem, load_edit, prepare_edit
+from ..methods import DEFAULT_METHOD, BaseProblem, get_method, load_edit, prepare_edit
 from ..prompts import align_tokens, check_prompt
 from ..solver import check_lam
 from .inputs import format_lam
@@ -23,7 +23,8 @@ class SessionEdits:
     """The edits of one session (kept in the UI's per-session state; never shared).
 
     The stacked pairs and the current pair are solved together as one multi-edit of one method,
-    `compute_edit(pipe, [sources], [destinations], ..., method=method)`. Every method returns a new object; the old
+    `compute_edit(pipe, [sources], [destinations], ..., method=method)`: the stack holds prompt pairs, so switching
+    the method (`with_method`) solves the whole stack with the new one. Every method returns a new object; the old
     one is unchanged.
 
     Args:
@@ -55,6 +56,12 @@ class SessionEdits:
     def reset(self) -> SessionEdits:
         """Forgets every stacked pair, preserved prompt and the last edit (the method stays)."""
         return SessionEdits(method=self.method)
+
+    def with_method(self, method: str) -> SessionEdits:
+        """The same stack solved with another method (a key of `time_core.METHODS`): the stack keeps prompt pairs, so
+        it holds one method at a time, the one of the next run."""
+        get_method(method)
+        return self if method == self.method else replace(self, method=method)
 
     def with_edit(self, edit: BaseEdit) -> SessionEdits:
         return replace(self, edit=edit)
@@ -103,7 +110,7 @@ def _slug(text: str, width: int = 40) -> str:
 def save_edit_file(edit: BaseEdit, directory: str | Path) -> Path:
     """Writes `edit` as a safetensors file with a descriptive name in a new folder under `directory`."""
     folder = Path(tempfile.mkdtemp(dir=directory))
-    name = f"time-{_slug(edit.destinations[-1])}-lam{format_lam(edit.lam)}.safetensors"
+    name = f"{edit.method}-{_slug(edit.destinations[-1])}-lam{format_lam(edit.lam)}.safetensors"
     return edit.save(folder / name)
 
 

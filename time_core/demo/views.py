@@ -16,10 +16,12 @@ from .debias_run import DebiasUpdate
 from .edit_run import EditUpdate
 from .images import ScoredImage
 from .inputs import format_lam
+from .methods import METHOD_LABELS
 from .sweep_run import SweepUpdate
 
 __all__ = [
     "SCORE_HEADERS",
+    "debias_found",
     "debias_status",
     "edit_details",
     "edit_status",
@@ -28,6 +30,7 @@ __all__ = [
     "debias_search_rows",
     "sweep_figure",
     "sweep_rows",
+    "sweep_status",
     "sweep_strip",
     "debias_test_rows",
 ]
@@ -38,10 +41,9 @@ SCORE_HEADERS = ("model", "efficacy", "generality", "specificity")
 def edit_status(update: EditUpdate) -> str:
     """A one-line Markdown summary of an edit run."""
     edit = update.edit
+    mode = METHOD_LABELS.get(edit.method, edit.method)
     if isinstance(edit, Edit):
-        mode = "keys + values" if edit.edit_keys else "values only"
-    else:
-        mode = edit.method
+        mode += ", keys + values" if edit.edit_keys else ", values only"
     aug = "augmented" if edit.augment else "not augmented"
     pairs = len(edit.sources)
     what = f"{pairs} pairs (multi-edit)" if pairs > 1 else "1 pair"
@@ -147,6 +149,11 @@ def sweep_rows(update: SweepUpdate) -> list[list[str]]:
     return rows
 
 
+def sweep_status(update: SweepUpdate) -> str:
+    """The sweep's progress line: λ values done, wall time."""
+    return f"{len(update.points)}/{len(update.lams)} λ values · {update.seconds:.1f} s"
+
+
 def sweep_strip(update: SweepUpdate, pending: bool = True) -> list[tuple[Any, str]]:
     """The image strip of a sweep (paper Fig. 7), row-major: one row per strip prompt, the original image first, then one
     image per λ. Items are `(image, caption)`; with `pending`, λ values not done yet get a grey placeholder, so the
@@ -186,6 +193,13 @@ def debias_test_rows(update: DebiasUpdate) -> list[list[str]]:
         rows.append(["mean", f"{100 * sum(t.original for t in tests) / n:.0f}%",
                      f"{100 * sum(t.edited for t in tests) / n:.0f}%"])
     return rows
+
+
+def debias_found(update: DebiasUpdate) -> tuple[str, str, str] | None:
+    """`(source, destination, λ text)` of the TIME edit a search found, for the Edit tab; `None` before one is."""
+    if update.result is None or update.result.lam is None:
+        return None
+    return update.entry.source, update.entry.destination, format_lam(update.result.lam)
 
 
 def debias_status(update: DebiasUpdate) -> str:

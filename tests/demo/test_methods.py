@@ -1,0 +1,97 @@
+"""The demo's method choice on a tiny random pipeline: the methods offered, the edit stack holding one method at a
+time, λ sweeps and edit files of Diff-QuickFix, and interleaved sessions of different methods."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import make_tiny_pipeline, pipeline_hash
+
+import time_core.demo as demo
+from time_core import Edit, EditFileError, QuickFixEdit, compute_edit
+from time_core.presets import PromptPair
+
+DQF = "diff-quickfix"
+PROMPTS = demo.PromptSet("a pack of roses", "a pack of blue roses",
+                         (PromptPair("a rose in a vase", "a blue rose in a vase"),), (PromptPair("a tulip", "a blue tulip"),))
+
+
+def test_methods_offered_and_what_choosing_one_sets():
+    assert [key for _, key in demo.method_choices()] == ["time", DQF]
+    assert demo.parse_method(None) == demo.parse_method(" ") == "time" and demo.parse_method(DQF) == DQF
+    with pytest.raises(demo.DemoInputError, match=r"method must be one of \['time', 'diff-quickfix'\], got 'uce'"):
+        demo.parse_method("uce")
+    assert demo.method_fields("time") == demo.MethodFields("0.1", -1.0, True)
+    assert demo.method_fields(DQF) == demo.MethodFields("0.01", -2.0, False)
+
+
+def test_the_stack_holds_one_method_at_a_time(tiny_runtime):
+    """The stack keeps prompt pairs: each run solves all of them, and the current pair, with the session's method."""
+    pipe = tiny_runtime.pipe
+    session = demo.SessionEdits().push(pipe, "a tulip", "a red tulip").with_method(DQF)
+    assert session.method == DQF and session.stack == (("a tulip", "a red tulip"),)
+    edit = session.build(pipe, "a rose", "a blue rose", lam=0.05)
+    expected = compute_edit(pipe, ["a tulip", "a rose"], ["a red tulip", "a blue rose"], lam=0.05, method=DQF)
+    assert isinstance(edit, QuickFixEdit) and edit.sources == ("a tulip", "a rose")
+    assert torch.equal(edit.deltas[0], expected.deltas[0])
+    back = session.with_method("time").build(pipe, "a rose", "a blue rose", lam=0.05)
+    assert isinstance(back, Edit) and back.sources == edit.sources
+    assert session.reset() == demo.SessionEdits(method=DQF)  # the method stays
+    with pytest.raises(ValueError, match="unknown editing method"):
+        session.with_method("uce")
+    with pytest.raises(ValueError, match="edit_keys=False"):
+        session.build(pipe, "a rose", "a blue rose", lam=0.05, edit_keys=False)
+
+
+def test_edit_and_sweep_runs_with_diff_quickfix(tiny_runtime):
+    runtime = tiny_runtime
+    settings = runtime.settings(num_seeds=1, steps=2, guidance=5.0)
+    before = pipeline_hash(runtime.pipe)
+    session = demo.SessionEdits().with_method(DQF)
+    updates = list(demo.run_edit(runtime, session, PROMPTS, 0.01, settings))
+    assert isinstance(updates[-1].edit, QuickFixEdit) and updates[-1].edit.lam == 0.01
+    status = demo.edit_status(updates[-1])
+    assert "Diff-QuickFix (text encoder)" in status and "keys" not in status
+    assert demo.edit_details(updates[-1])["edit"]["method"] == DQF
+    time_update = list(demo.run_edit(runtime, demo.SessionEdits(), PROMPTS, 0.1, settings))[-1]
+    assert "TIME (UNet cross-attention), keys + values" in demo.edit_status(time_update)
+    sweep = list(demo.run_sweep(runtime, session, PROMPTS, (1e-3, 1.0, 1e3), settings))
+    assert sweep[-1].done and [p.lam for p in sweep[-1].points] == [1e-3, 1.0, 1e3]
+    assert pipeline_hash(runtime.pipe) == before
+
+
+def test_diff_quickfix_edit_files_upload(tiny_runtime, tmp_path):
+    pipe = tiny_runtime.pipe
+    edit = demo.SessionEdits(method=DQF).push(pipe, "a tulip", "a red tulip").build(pipe, "a rose", "a blue rose", 0.5)
+    path = demo.save_edit_file(edit, tmp_path)
+    assert path.name.startswith("diff-quickfix-a-blue-rose-lam0.5")
+    loaded = demo.load_edit_file(path, pipe, max_bytes=10**6)
+    session = demo.SessionEdits.from_edit(loaded)
+    assert session.method == DQF and session.stack == (("a tulip", "a red tulip"),) and session.edit is loaded
+    assert torch.equal(session.build(pipe, "a rose", "a blue rose", loaded.lam).deltas[0], edit.deltas[0])
+    other = make_tiny_pipeline("sd2")  # text width 1024
+    wide = compute_edit(other, "a rose", "a blue rose", method=DQF).save(tmp_path / "wide.safetensors")
+    with pytest.raises(EditFileError, match="text width 1024.*text width 32"):
+        demo.load_edit_file(wide, pipe, max_bytes=10**8)
+
+
+def test_interleaved_sessions_of_different_methods_do_not_cross(tiny_runtime):
+    """Two sessions' runs, one TIME and one Diff-QuickFix, advanced alternately, give what each gives alone."""
+    runtime = tiny_runtime
+    settings = runtime.settings(num_seeds=2, steps=2, guidance=5.0)
+    sessions = [demo.SessionEdits(), demo.SessionEdits().with_method(DQF)]
+    lams = [0.1, 0.01]
+
+    def edited(update):
+        return np.stack([np.asarray(image.image) for image in update.edited])
+
+    alone = [edited(list(demo.run_edit(runtime, s, PROMPTS, lam, settings))[-1]) for s, lam in zip(sessions, lams)]
+    runs = [demo.run_edit(runtime, s, PROMPTS, lam, settings) for s, lam in zip(sessions, lams)]
+    finals = [None, None]
+    for _ in range(2):
+        for k, run in enumerate(runs):
+            finals[k] = next(run)
+    for k in range(2):
+        assert np.array_equal(edited(finals[k]), alone[k]), k
+    assert not np.array_equal(alone[0], alone[1])
