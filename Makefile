@@ -36,3 +36,4 @@ screenshot: $(STAMP) chromium
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_edit.py
+	$(BIN)/python benchmarks/bench_quickfix.py

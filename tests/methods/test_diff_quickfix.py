@@ -185,6 +185,19 @@ def test_pairs_positions_by_hand(encoder, tokenizer):
     assert hook_count(encoder) == 0
 
 
+def test_pairs_run_the_encoder_only_up_to_the_layer(encoder, tokenizer):
+    ran = []
+    handle = encoder.encoder.layers[1].register_forward_hook(lambda *args: ran.append(1))  # copied into the view
+    try:
+        ids, _ = tokenize_prompts(tokenizer, ["a rose"])
+        projection_io(encoder, ids)
+        with torch.no_grad():
+            encoder(ids)
+    finally:
+        handle.remove()
+    assert ran == [1]  # the plain call only
+
+
 def test_augmented_pairs_and_several_prompts(encoder, tokenizer):
     sources, destinations = ["a rose", "a car"], ["a very blue rose", "a red car"]
     K, V = quickfix_pairs(encoder, tokenizer, sources, destinations, augment=True)

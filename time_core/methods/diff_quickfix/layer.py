@@ -191,7 +191,8 @@ def projection_io(
     """The inputs and outputs of the layer at `path` when the text encoder reads `input_ids`, in float64.
 
     They are recorded by a forward hook on a private copy of the layer inside a view of the encoder (see
-    `with_weight`), so the encoder itself gets no hook, even temporarily.
+    `with_weight`), so the encoder itself gets no hook, even temporarily. The hook ends the forward pass there: the
+    layers after it are never run.
 
     Args:
         text_encoder (`nn.Module`): the text encoder.
@@ -207,6 +208,7 @@ def projection_io(
     def hook(module, args, kwargs, output):
         inputs = args[0] if args else kwargs["input"]
         records.append((inputs.detach().to(torch.float64), output.detach().to(torch.float64)))
+        raise _Recorded  # nothing after the layer is needed
 
     def make_leaf(original: nn.Module) -> nn.Module:
         leaf = _shallow_copy(original)  # its own hook dictionaries
@@ -214,9 +216,12 @@ def projection_io(
         return leaf
 
     view = _view(text_encoder, path, make_leaf)
-    _encode(view, input_ids.to(layer.weight.device), None)
-    if len(records) != 1:
-        raise UnsupportedModelError(
-            f"{path} ran {len(records)} times in one forward pass of the text encoder, expected once"
-        )
-    return records[0]
+    try:
+        _encode(view, input_ids.to(layer.weight.device), None)
+    except _Recorded:
+        return records[0]
+    raise UnsupportedModelError(f"{path} did not run in a forward pass of the text encoder")
+
+
+class _Recorded(Exception):
+    """Raised by `projection_io`'s hook once the layer's inputs and outputs are recorded, to end the forward pass."""
