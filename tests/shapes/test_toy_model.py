@@ -7,15 +7,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import pipeline_hash
+from helpers import pipeline_hash
 
 import time_core
 from time_core.models import TOY_DEFAULTS, TOY_PIPELINE_DIR, generation_defaults
 from time_core.presets import load_preset
-from time_core.shapes.colour_reader import read_colour
+from time_core.shapes.colour_reader import destination_probability, read_colour
 from time_core.shapes.world import DEFAULT_COLOURS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS = dict(num_inference_steps=TOY_DEFAULTS.steps, guidance_scale=TOY_DEFAULTS.guidance, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +50,12 @@ def test_toy_context_length_comes_from_its_config(toy):
 def test_preset_edit_flips_the_source_and_keeps_a_negative(toy):
     entry = load_preset("shapes").entries[0]  # "a circle" -> "a green circle"
     target = entry.destination.split()[1]
-    negative = entry.negatives[0]
+    negative = next(p for p in entry.negatives if p.type == "unrelated")
     negative_shape = negative.prompt.split()[-1]
     seeds = list(range(8))
     before = pipeline_hash(toy)
     edit = time_core.compute_edit(toy, entry.source, entry.destination)
-    result = time_core.generate(toy, [entry.source, negative.prompt], seeds, edit=edit,
-                                num_inference_steps=TOY_DEFAULTS.steps, guidance_scale=TOY_DEFAULTS.guidance,
-                                progress=False)
+    result = time_core.generate(toy, [entry.source, negative.prompt], seeds, edit=edit, **SETTINGS)
     original_source = [read_colour(img) for img in result.original[0]]
     edited_source = [read_colour(img) for img in result.edited[0]]
     edited_negative = [read_colour(img) for img in result.edited[1]]
@@ -66,6 +65,43 @@ def test_preset_edit_flips_the_source_and_keeps_a_negative(toy):
     assert sum(c == DEFAULT_COLOURS[negative_shape] for c in original_negative) >= 6, original_negative
     assert sum(c == DEFAULT_COLOURS[negative_shape] for c in edited_negative) >= 6, edited_negative  # kept
     assert pipeline_hash(toy) == before
+
+
+def test_oracle_follows_every_prompt_type(toy):
+    # The unedited model draws what a prompt names, for every type of test prompt of the hard benchmark: each
+    # positive's destination shows the edit's colour on the right shape(s), each negative keeps its own colour.
+    entries = [load_preset("shapes").entries[k] for k in (0, 7, 15)]  # circle, square, star edits
+    cases = []  # (type, prompt to draw, prompt, destination, wanted P(destination))
+    for entry in entries:
+        cases += [(p.type, p.destination, p.prompt, p.destination, 1.0) for p in entry.positives]
+        cases += [(p.type, p.prompt, p.prompt, p.destination, 0.0) for p in entry.negatives]
+    seeds = [0, 1, 2, 3]
+    images = time_core.generate(toy, [c[1] for c in cases], seeds, **SETTINGS).original
+    correct: dict[str, list[bool]] = {}
+    for (kind, _, prompt, destination, wanted), row in zip(cases, images):
+        correct.setdefault(kind, []).extend(destination_probability(im, prompt, destination) == wanted for im in row)
+    assert set(correct) == {"phrasing", "plural", "scene", "related", "explicit", "other-object", "unrelated"}
+    for kind, hits in correct.items():
+        assert sum(hits) >= 0.95 * len(hits), (kind, sum(hits), len(hits))
+
+
+def test_a_measured_leak_and_its_cure_by_a_large_lambda(toy):
+    # README (The Shapes world > Evidence): after "a circle" -> "a green circle" at the paper's λ = 0.1, the
+    # look-alike "a oval" (orange by default) and the explicit "a blue circle" turn green (8 of 8 seeds measured);
+    # at λ = 1000 both keep their colour while the source still turns green.
+    seeds = [0, 1, 2, 3]
+    prompts = ["a circle", "a oval", "a blue circle"]
+    colours = {}
+    for lam in (0.1, 1000.0):
+        edit = time_core.compute_edit(toy, "a circle", "a green circle", lam=lam)
+        result = time_core.generate(toy, prompts, seeds, edit=edit, original=False, **SETTINGS)
+        colours[lam] = [[read_colour(image) for image in row] for row in result.edited]
+    source, oval, blue = colours[0.1]
+    assert source.count("green") == 4, source
+    assert oval.count("green") >= 3 and blue.count("green") >= 3, (oval, blue)  # the leak
+    source, oval, blue = colours[1000.0]
+    assert source.count("green") >= 3, source
+    assert oval.count(DEFAULT_COLOURS["oval"]) == 4 and blue.count("blue") == 4, (oval, blue)  # kept
 
 
 def _run_evaluate(out: Path, processes: int) -> dict:
