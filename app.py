@@ -84,7 +84,7 @@ def on_lam_text(text: str):
         return gr.skip()
 
 
-@gpu(duration=120)
+@gpu(duration=60)  # the largest Edit click SD's limits allow: 47 s on an A100 (README, SD on a Space)
 def edit_and_generate(runtime: demo.DemoRuntime, source, destination, tests, lam_text, edit_keys, augment, num_seeds,
                       first_seed, steps, guidance, size, method, session: demo.SessionEdits, progress=gr.Progress()):
     try:

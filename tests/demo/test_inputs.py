@@ -13,7 +13,12 @@ def test_config_defaults_per_model():
     assert (toy.family, toy.size, toy.guidance, toy.num_seeds, toy.scorer) == ("toy", 64, 5.0, 4, "toy")
     assert 10 <= toy.steps <= 20
     sd = demo.DemoConfig.for_model(demo.DEFAULT_SD_MODEL)
-    assert (sd.family, sd.size, sd.steps, sd.guidance, sd.num_seeds, sd.scorer) == ("sd", None, 25, 7.5, 2, "ViT-B-32")
+    assert (sd.family, sd.size, sd.steps, sd.guidance, sd.num_seeds, sd.scorer) == ("sd", None, 20, 7.5, 1, "ViT-B-32")
+    assert (sd.scheduler, sd.batch_size, toy.scheduler, toy.batch_size) == ("dpm", 12, "default", None)
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        demo.DemoConfig.for_model("toy", scheduler="plms")
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        demo.DemoConfig.for_model("toy", batch_size=0)
     assert demo.DemoConfig.for_model("toy", max_seeds=32, steps=None).max_seeds == 32
     assert demo.resolve_model("some/model", {"TIME_MODEL": "toy"}) == "some/model"
     assert demo.resolve_model(None, {"TIME_MODEL": "toy"}) == "toy"
@@ -91,3 +96,21 @@ def test_test_table_carries_prompt_types():
     assert [row[3] for row in table] == ["phrasing", "phrasing", "plural", "scene", "scene",
                                         "related", "explicit", "other-object", "unrelated", "related"]
     assert demo.PromptSet.from_fields("a circle", "a green circle", table).table() == table  # a round trip
+
+
+def test_the_scheduler_and_the_batch_size_reach_the_pipeline(tiny_runtime, monkeypatch):
+    import dataclasses
+
+    from diffusers import DPMSolverMultistepScheduler
+
+    runtime = dataclasses.replace(tiny_runtime, config=dataclasses.replace(tiny_runtime.config, batch_size=3),
+                                  cache=demo.OriginalCache(16))
+    calls = []
+    pipe_call = type(runtime.pipe).__call__
+    monkeypatch.setattr(type(runtime.pipe), "__call__", lambda self, **kw: calls.append(len(kw["latents"]))
+                        or pipe_call(self, **kw))
+    settings = demo.GenerationSettings(seeds=(0, 1), steps=1, guidance=1.0, size=16)
+    demo.original_images(runtime, ["a rose", "a car", "a dog"], settings)
+    assert calls == [3, 3]  # 6 images in calls of 3
+    loaded = demo.DemoRuntime.load(demo.DemoConfig.for_model("toy", scheduler="dpm"), device="cpu")
+    assert isinstance(loaded.pipe.scheduler, DPMSolverMultistepScheduler)

@@ -82,7 +82,7 @@ def original_images(
         unique = list(dict.fromkeys(missing_prompts))
         result = generate(runtime.pipe, unique, missing_seeds, num_inference_steps=settings.steps,
                           guidance_scale=settings.guidance, height=settings.size, width=settings.size,
-                          progress=False, callback=progress)
+                          batch_size=runtime.config.batch_size, progress=False, callback=progress)
         for prompt, row in zip(unique, result.original):
             for seed, image in zip(missing_seeds, row):
                 runtime.cache.put(settings.original_key(model, prompt, seed), image)
@@ -102,7 +102,7 @@ def edited_images(
     """The edited model's images `[prompt][seed]` (never cached: they depend on the edit)."""
     result = generate(runtime.pipe, as_prompts(prompts), settings.seeds, edit=edit, original=False,
                       num_inference_steps=settings.steps, guidance_scale=settings.guidance, height=settings.size,
-                      width=settings.size, progress=False, callback=progress)
+                      width=settings.size, batch_size=runtime.config.batch_size, progress=False, callback=progress)
     return result.edited
 
 

@@ -40,11 +40,12 @@ class DemoRuntime:
         import torch
 
         from ..evaluation.scoring import load_scorer
-        from ..models import load_pipeline
+        from ..models import load_pipeline, with_scheduler
 
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
-        pipe = load_pipeline(config.model, device=device, safety_checker=config.safety_checker)
+        pipe = with_scheduler(load_pipeline(config.model, device=device, safety_checker=config.safety_checker),
+                              config.scheduler)
         classifier = ClipClassifier(load_scorer(config.scorer, device=device))
         workdir = Path(tempfile.mkdtemp(prefix="time-demo-"))
         return cls(pipe=pipe, classifier=classifier, config=config, cache=OriginalCache(config.cache_items),
