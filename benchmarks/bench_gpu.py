@@ -75,10 +75,13 @@ def main() -> None:
           f"{config.scheduler}, {config.steps} steps, guidance {config.guidance}, {len(seeds)} seed(s), "
           f"{len(prompts)} prompts, batch size {batch}")
 
-    print("\none UNet step at 512 px (classifier-free guidance: 2 rows per image):")
-    text = torch.randn(1, 77, 768, device="cuda", dtype=torch.float16)
+    unet = pipe.unet.config
+    size = unet.sample_size * pipe.vae_scale_factor
+    print(f"\none UNet step at {size} px (classifier-free guidance: 2 rows per image):")
+    text = torch.randn(1, pipe.tokenizer.model_max_length, unet.cross_attention_dim, device="cuda", dtype=torch.float16)
     for images in sorted({1, 4, batch}):
-        sample = torch.randn(2 * images, 4, 64, 64, device="cuda", dtype=torch.float16)
+        sample = torch.randn(2 * images, unet.in_channels, unet.sample_size, unet.sample_size, device="cuda",
+                             dtype=torch.float16)
         context = text.expand(2 * images, -1, -1)
 
         def step(sample=sample, context=context):
