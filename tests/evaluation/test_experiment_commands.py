@@ -34,9 +34,9 @@ def test_bulk_command(tmp_path):
 def test_finetune_command(tmp_path):
     report = evaluate_main(["--preset", "shapes", "--method", "finetune", "--iterations", "5", "--weight-decay",
                             "1e-6", "1", *SMALL, "--limit", "1", "--out", str(tmp_path)])
-    assert set(report["overall"]) == {"baseline", "oracle", "time@1e-06", "time@1.0"}
+    assert set(report["overall"]) == {"baseline", "oracle", "finetune@1e-06", "finetune@1.0"}
     stored = json.loads((tmp_path / "config.json").read_text())
-    assert stored["method"] == "finetune" and stored["method_options"] == [["iterations", 5]]
+    assert "method" not in stored and stored["method_options"] == [["iterations", 5]]  # methods share folders
     assert json.loads((tmp_path / "results.json").read_text())["throughput"]["edit_seconds"] > 0
     assert "Edit compute (method finetune, iterations 5)" in (tmp_path / "results.md").read_text()
 

@@ -5,17 +5,19 @@ For each entry of an edit preset and each seed, three conditions are generated f
 - **baseline**: the unedited model on the source prompt, the 5 positives and the 5 negatives;
 - **oracle**: the unedited model on the destinations of the source and the positives, and on the negatives' own
   prompts (the oracle of a negative is its baseline);
-- **TIME** (or another registered method): the edited model, one edit per λ (one factorisation per entry serves
-  every λ), on the 11 prompts.
+- **TIME** (or other registered methods, `--method time diff-quickfix`): the edited model, one edit per method and λ
+  (one text encoding and factorisation per entry and method serves every λ), on the 11 prompts.
 
 Every image is classified as its prompt vs its destination (`time_core.evaluation.classifiers`), and efficacy,
 generality and specificity are reported as mean ± std over seeds, overall, per prompt type (for presets whose prompts
 carry a `type`, such as the hard Shapes benchmark) and per entry (`time_core.evaluation.metrics`).
 
 Work is split into units `(entry, block of seeds)` with a fixed batch composition, each written to its own JSON file
-as soon as it is done (atomically), so a re-run skips finished units, Ctrl-C loses nothing, and the merged numbers
-are identical for any number of processes. With `accelerate launch -m time_core.evaluate ...` every process takes
-every `num_processes`-th unit on its own device; the main process merges and writes the report.
+as soon as it is done (atomically): the baseline and oracle once, the edited images once per method and λ (the
+column `METHOD@λ` of the report; TIME's files keep the names they had before methods could share a folder), so a
+re-run skips finished units, Ctrl-C loses nothing, and the merged numbers are identical for any number of processes.
+With `accelerate launch -m time_core.evaluate ...` every process takes every `num_processes`-th unit on its own
+device; the main process merges and writes the report.
 
     python -m time_core.evaluate --preset shapes --model toy --classifier colour --seeds 8 --out runs/shapes
     accelerate launch -m time_core.evaluate --preset timed_test_filtered_sd14 --model CompVis/stable-diffusion-v1-4 \\
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
@@ -35,13 +37,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..generate import generate
-from ..methods import get_method, prepare_edit
+from ..methods import DEFAULT_METHOD, get_method, prepare_edit
 from ..presets import NUM_PROMPTS, EditEntry, EditPreset, load_preset
 from ..solver import check_lam
 from .metrics import Scores, hits_from_probabilities, score, scores_by_type
 from .results import RunConfig, check_out_dir, write_json
 
-__all__ = ["CONDITIONS", "EvalConfig", "check_eval_dir", "evaluate", "merge_results", "throughput", "unit_id"]
+__all__ = [
+    "CONDITIONS", "EvalConfig", "check_eval_dir", "column_name", "evaluate", "merge_results", "throughput", "unit_id",
+]
 
 CONDITIONS = ("baseline", "oracle", "time")
 EDITED_PROMPTS = 1 + NUM_PROMPTS  # the source and the positives: the prompts that should follow the edit
@@ -49,14 +53,22 @@ EDITED_PROMPTS = 1 + NUM_PROMPTS  # the source and the positives: the prompts th
 
 @dataclass(frozen=True)
 class EvalConfig(RunConfig):
-    """Everything that determines the numbers of an evaluation (stored in `OUT/config.json`; λ values may be added
-    later). See `RunConfig` for the shared fields."""
+    """Everything that determines the numbers of an evaluation (stored in `OUT/config.json`; λ values and methods may
+    be added later). See `RunConfig` for the shared fields; `method` and `lams` are those `evaluate` runs unless it is
+    given several methods."""
 
     lams: tuple[float, ...] = (0.1,)
     scheduler: str = "default"
     seeds_per_unit: int = 4
     extra: dict = field(default_factory=dict)
     not_identity: ClassVar[tuple[str, ...]] = ("lams", "limit", "extra")
+
+    def identity(self) -> dict:
+        """`RunConfig.identity` without the method: each method's results have their own unit files, so several
+        methods share one folder (a folder that recorded a method, written before, does not resume)."""
+        data = super().identity()
+        data.pop("method", None)
+        return data
 
 
 def unit_id(entry: int, seeds: Sequence[int]) -> str:
@@ -65,6 +77,17 @@ def unit_id(entry: int, seeds: Sequence[int]) -> str:
 
 def _lam_key(lam: float) -> str:
     return repr(float(lam))
+
+
+def column_name(method: str, lam: float) -> str:
+    """The report's column of a method at one λ: `"time@0.1"`, `"diff-quickfix@0.01"`."""
+    return f"{method}@{_lam_key(lam)}"
+
+
+def _edited_file(out: Path, uid: str, method: str, lam: float) -> Path:
+    """One unit's edited results for a method and λ (TIME's keep their name from before methods shared a folder)."""
+    infix = "" if method == DEFAULT_METHOD else f"_{method}"
+    return out / "units" / f"{uid}{infix}_lam{_lam_key(lam)}.json"
 
 
 def _probabilities(classifier, images_by_prompt, prompts, destinations) -> list[list[float]]:
@@ -131,13 +154,14 @@ def _edit_preset(config: EvalConfig) -> EditPreset:
     return preset
 
 
-def _todo(units, out: Path, lams) -> list[tuple[int, tuple[int, ...], list[float]]]:
-    """The units of `units` with missing files: `(entry, seeds, λ values still to run)`."""
+def _todo(units, out: Path, methods: dict[str, tuple[float, ...]]) -> list[tuple[int, tuple[int, ...], dict]]:
+    """The units of `units` with missing files: `(entry, seeds, {method: λ values still to run})`."""
     todo = []
     for entry_index, seeds in units:
         uid = unit_id(entry_index, seeds)
-        missing = [lam for lam in lams if not (out / "units" / f"{uid}_lam{_lam_key(lam)}.json").exists()]
-        if missing or not (out / "units" / f"{uid}_base.json").exists():
+        missing = {method: [lam for lam in lams if not _edited_file(out, uid, method, lam).exists()]
+                   for method, lams in methods.items()}
+        if any(missing.values()) or not (out / "units" / f"{uid}_base.json").exists():
             todo.append((entry_index, seeds, missing))
     return todo
 
@@ -155,47 +179,67 @@ def _loaded(config: EvalConfig, pipe, classifier, device) -> tuple:
     return pipe, classifier, config
 
 
+def _methods(config: EvalConfig, methods: Mapping[str, Sequence[float]] | None) -> dict[str, tuple[float, ...]]:
+    """`{method: λ values}`, checked: `methods`, or the config's own method and λ values."""
+    methods = {config.method: config.lams} if methods is None else methods
+    checked = {}
+    for name, lams in methods.items():
+        get_method(name)
+        checked[name] = tuple(check_lam(lam) for lam in lams)
+    if not checked:
+        raise ValueError("no method to evaluate")
+    return checked
+
+
 def evaluate(config: EvalConfig, out: str | Path, pipe=None, classifier=None, process_index: int = 0,
              num_processes: int = 1, device=None, progress: bool = True,
-             prepare: Callable[[object, EditEntry], object] | None = None) -> None:
+             prepare: Callable[[object, EditEntry], object] | None = None,
+             methods: Mapping[str, Sequence[float]] | None = None) -> None:
     """Runs this process's share of the units that are not done yet; see the module docstring.
 
     `prepare(pipe, entry)` gives an entry's λ-independent problem (default: `prepare_edit` with the config's method
-    and flags); `time_core.evaluation.bulk` passes one multi-edit for every entry."""
+    and flags); `time_core.evaluation.bulk` passes one multi-edit for every entry. `methods` (`{method: λ values}`)
+    evaluates several methods at once, each with its own λ values (default: the config's method and λ values); the
+    baseline and oracle of a unit are generated once for all of them."""
     from ..models import check_scheduler
 
     out = Path(out)
     check_scheduler(config.scheduler)  # before any model is loaded
-    get_method(config.method)
+    methods = _methods(config, methods)
+    if prepare is not None and list(methods) != [config.method]:
+        raise ValueError("a prepare hook serves the config's method alone: evaluate one method with it")
     preset = _edit_preset(config)
-    for lam in config.lams:
-        check_lam(lam)
-    todo = _todo(_units(preset, config)[process_index::num_processes], out, config.lams)
+    todo = _todo(_units(preset, config)[process_index::num_processes], out, methods)
     if not todo:
         return
     pipe, classifier, config = _loaded(config, pipe, classifier, device)
-    problems = {}
+    problems: dict[int, dict[str, object]] = {}
     bar = tqdm(todo, desc=f"units (process {process_index + 1}/{num_processes})", disable=not progress)
     for entry_index, seeds, missing in bar:
         entry = preset.entries[entry_index]
         uid = unit_id(entry_index, seeds)
         bar.set_postfix_str(entry.source[:40])
-        prepare_seconds = 0.0
-        if entry_index not in problems:  # one text encoding + factorisation per entry serves every λ
-            start = time.perf_counter()
-            problems = {entry_index: prepare(pipe, entry) if prepare is not None else prepare_edit(
-                pipe, entry.source, entry.destination, config.edit_keys, config.augment, config.preserve or (),
-                method=config.method)}
-            prepare_seconds = time.perf_counter() - start
+        problems = {entry_index: problems.get(entry_index, {})}  # one entry's problems at a time
         base_path = out / "units" / f"{uid}_base.json"
         base = json.loads(base_path.read_text()) if base_path.exists() else None
-        base, edited = run_unit(pipe, classifier, problems[entry_index], entry, seeds, missing, config, base,
-                                prepare_seconds)
-        if not base_path.exists():
-            write_json(base_path, {"entry": entry_index, "seeds": list(seeds), **base})
-        for lam_key, result in edited.items():
-            write_json(out / "units" / f"{uid}_lam{lam_key}.json", {"entry": entry_index, "seeds": list(seeds),
-                                                                     "lam": float(lam_key), **result})
+        for method, lams in missing.items():
+            if not lams and base is not None:
+                continue
+            prepare_seconds = 0.0
+            if method not in problems[entry_index]:  # one text encoding + factorisation per entry and method
+                start = time.perf_counter()
+                problems[entry_index][method] = prepare(pipe, entry) if prepare is not None else prepare_edit(
+                    pipe, entry.source, entry.destination, config.edit_keys, config.augment, config.preserve or (),
+                    method=method)
+                prepare_seconds = time.perf_counter() - start
+            base, edited = run_unit(pipe, classifier, problems[entry_index][method], entry, seeds, lams, config, base,
+                                    prepare_seconds)
+            if not base_path.exists():
+                write_json(base_path, {"entry": entry_index, "seeds": list(seeds), **base})
+            for lam_key, result in edited.items():
+                write_json(_edited_file(out, uid, method, float(lam_key)),
+                           {"entry": entry_index, "seeds": list(seeds), "method": method, "lam": float(lam_key),
+                            **result})
 
 
 def prompt_types(entry: EditEntry) -> tuple[list[str], list[str]]:
@@ -209,7 +253,8 @@ def _hits(rows: list[list[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _read_probabilities(config: EvalConfig, out: Path, units, columns: dict) -> dict[str, dict[int, np.ndarray]]:
-    """`[column][entry]` → `(11, S)` P(destination) over all seeds, in seed order, from the unit files."""
+    """`[column][entry]` → `(11, S)` P(destination) over all seeds, in seed order, from the unit files; `columns`
+    maps the edited columns to `(method, λ)`."""
     probabilities = {c: {e: [] for e, _ in units} for c in columns}
     for entry_index, seeds in units:
         uid = unit_id(entry_index, seeds)
@@ -219,22 +264,27 @@ def _read_probabilities(config: EvalConfig, out: Path, units, columns: dict) -> 
         base = json.loads(base_path.read_text())
         probabilities["baseline"][entry_index].append(np.asarray(base["baseline"]))
         probabilities["oracle"][entry_index].append(np.asarray(base["oracle"]))
-        for column, lam in columns.items():
-            if column.startswith("time@"):
-                path = out / "units" / f"{uid}_lam{_lam_key(lam)}.json"
+        for name, edited in columns.items():
+            if name not in ("baseline", "oracle"):
+                method, lam = edited
+                path = _edited_file(out, uid, method, lam)
                 if not path.exists():
-                    raise FileNotFoundError(f"unit {uid} at λ = {lam} is not done ({path} missing)")
-                probabilities[column][entry_index].append(np.asarray(json.loads(path.read_text())["time"]))
+                    raise FileNotFoundError(f"unit {uid} of {method} at λ = {lam} is not done ({path} missing)")
+                probabilities[name][entry_index].append(np.asarray(json.loads(path.read_text())["time"]))
     return {c: {e: np.concatenate(v, axis=1) for e, v in per_entry.items()} for c, per_entry in probabilities.items()}
 
 
-def merge_results(config: EvalConfig, out: str | Path, oracle_filter: float | None = None) -> dict:
-    """Reads every unit file and computes the scores per condition (and λ), overall and per entry."""
+def merge_results(config: EvalConfig, out: str | Path, oracle_filter: float | None = None,
+                  methods: Mapping[str, Sequence[float]] | None = None) -> dict:
+    """Reads every unit file and computes the scores per condition (and method and λ: the columns `METHOD@λ`),
+    overall and per entry. `methods` (`{method: λ values}`) defaults to the config's method and λ values."""
     out = Path(out)
     preset = load_preset(config.preset)
     units = _units(preset, config)
     entries = sorted({e for e, _ in units})
-    columns = {"baseline": "baseline", "oracle": "oracle", **{f"time@{_lam_key(l)}": l for l in config.lams}}
+    methods = _methods(config, methods)
+    columns = {"baseline": "baseline", "oracle": "oracle",
+               **{column_name(m, lam): (m, lam) for m, lams in methods.items() for lam in lams}}
     stacked = _read_probabilities(config, out, units, columns)
 
     kept = entries
@@ -254,6 +304,7 @@ def merge_results(config: EvalConfig, out: str | Path, oracle_filter: float | No
 
     return {
         "config": asdict(config),
+        "methods": {m: list(lams) for m, lams in methods.items()},
         "oracle_filter": oracle_filter,
         "entries_kept": len(kept),
         "entries_total": len(entries),

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..methods import DEFAULT_METHOD, METHODS
+from ..methods import DEFAULT_METHOD, METHODS, get_method
 from . import benchmark, debiasing, experiments
 from .classifiers import default_classifier
 from .search import LOG_LAM_MAX, LOG_LAM_MIN
@@ -16,16 +16,19 @@ from .search import LOG_LAM_MAX, LOG_LAM_MIN
 __all__ = ["debias_main", "evaluate_main"]
 
 
-def _parser(prog: str, doc: str, preset_help: str) -> argparse.ArgumentParser:
-    """The arguments both commands take: preset, model, classifier, seeds, method and its options, output folder."""
+def _parser(prog: str, doc: str, preset_help: str, several_methods: bool = False) -> argparse.ArgumentParser:
+    """The arguments both commands take: preset, model, classifier, seeds, method(s) and options, output folder."""
     parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", required=True, help=preset_help)
     parser.add_argument("--model", default="toy", help="'toy', a hub id or a local folder")
     parser.add_argument("--classifier", default=None,
                         help="'colour' (Shapes world), 'toy', 'ViT-B-32' (paper) or 'open_clip:MODEL:PRETRAINED'; "
                              "defaults to 'colour' for the toy model and 'ViT-B-32' otherwise")
-    parser.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS),
-                        help="editing method: " + "; ".join(f"{k}: {m.summary}" for k, m in sorted(METHODS.items())))
+    methods = "; ".join(f"{k}: {m.summary} (default λ {m.default_lam:g})" for k, m in sorted(METHODS.items()))
+    parser.add_argument("--method", default=[DEFAULT_METHOD] if several_methods else DEFAULT_METHOD,
+                        nargs="+" if several_methods else None, choices=sorted(METHODS),
+                        help=("editing methods, evaluated side by side in one folder: " if several_methods
+                              else "editing method: ") + methods)
     parser.add_argument("--preserve", choices=["auto"], default=None,
                         help="'auto': automatic preservation (prompts derived from the model; see the README)")
     parser.add_argument("--values-only", action="store_true", help="edit only to_v (default: to_k and to_v)")
@@ -38,9 +41,11 @@ def _parser(prog: str, doc: str, preset_help: str) -> argparse.ArgumentParser:
 
 
 def parse_evaluate_args(argv: Sequence[str] | None = None, prog: str = "time-evaluate") -> argparse.Namespace:
-    parser = _parser(prog, benchmark.__doc__, "an edit preset shipped with the package (e.g. shapes) or a JSON path")
+    parser = _parser(prog, benchmark.__doc__, "an edit preset shipped with the package (e.g. shapes) or a JSON path",
+                     several_methods=True)
     parser.add_argument("--seeds", type=int, default=24, help="number of seeds (0 .. N-1); the paper uses 24")
-    parser.add_argument("--lam", type=float, nargs="+", default=[0.1], help="one or more λ values")
+    parser.add_argument("--lam", type=float, nargs="+", default=None,
+                        help="one or more λ values, for every method (default: each method's own default λ)")
     parser.add_argument("--scheduler", default="default",
                         help="sampler: 'default' (the model's own), 'dpm' (DPM-Solver++, fewer steps), 'ddim', 'euler', "
                              "'unipc'")
@@ -56,13 +61,20 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "time-evaluate"
     args = parse_evaluate_args(argv, prog)
     if args.seeds < 1 or args.seeds_per_unit < 1:
         raise SystemExit("--seeds and --seeds-per-unit must be >= 1")
+    methods = list(dict.fromkeys(args.method))
+    lams = {m: tuple(args.lam) if args.lam else (get_method(m).default_lam,) for m in methods}
     config = benchmark.EvalConfig(
         preset=args.preset, model=args.model, classifier=args.classifier or default_classifier(args.model),
-        seeds=tuple(range(args.seeds)), lams=tuple(args.lam), edit_keys=not args.values_only,
+        seeds=tuple(range(args.seeds)), lams=lams[methods[0]], edit_keys=not args.values_only,
         augment=not args.no_augment, steps=args.steps, guidance=args.guidance, scheduler=args.scheduler,
-        seeds_per_unit=args.seeds_per_unit, limit=args.limit, method=args.method, preserve=args.preserve or "",
+        seeds_per_unit=args.seeds_per_unit, limit=args.limit, method=methods[0], preserve=args.preserve or "",
     )
     config = experiments.configure(args, config)
+    _check_methods(methods, args)
+    if len(methods) > 1 and experiments.requested(args, config):
+        raise SystemExit("error: several methods go with the plain evaluation; --ablation, --bulk, --quality and the "
+                         "fine-tuning options take one --method")
+    lams[methods[0]] = config.lams  # --weight-decay may have replaced them
     import torch
     from accelerate import PartialState
 
@@ -75,13 +87,27 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "time-evaluate"
     state.wait_for_everyone()
     start = time.perf_counter()
     benchmark.evaluate(config, out, process_index=state.process_index, num_processes=state.num_processes,
-                       device=state.device)
+                       device=state.device, methods=lams)
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
-    report = benchmark.merge_results(config, out, args.oracle_filter)
+    report = benchmark.merge_results(config, out, args.oracle_filter, methods=lams)
     _write_evaluation(report, out, start)
     return report
+
+
+def _check_methods(methods: list[str], args: argparse.Namespace) -> list[str]:
+    """The methods, after checking that each supports the options asked for (before any model loads)."""
+    problems = []
+    for name in methods:
+        features = get_method(name).features
+        if args.values_only and "values_only" not in features:
+            problems.append(f"--values-only is an option of TIME's edit; {name} has no keys and values to choose")
+        if args.preserve == "auto" and "auto_preserve" not in features:
+            problems.append(f"--preserve auto is not available for {name}")
+    if problems:
+        raise SystemExit("error: " + "; ".join(problems))
+    return methods
 
 
 def _write_evaluation(report: dict, out: Path, start: float) -> None:
@@ -119,6 +145,7 @@ def debias_main(argv: Sequence[str] | None = None, prog: str = "time-debias") ->
     from .results import write_report
 
     args = parse_debias_args(argv, prog)
+    _check_methods([args.method], args)
     if args.seeds < 1:
         raise SystemExit("--seeds must be >= 1")
     if args.max_iterations < 1:

@@ -51,21 +51,26 @@ def _type_table(report: dict, columns: list[str]) -> list[str]:
 
 
 def write_plots(report: dict, out: Path) -> list[Path]:
-    """Per-entry bars of the first TIME column and, with several λ, the metrics against λ (`per_entry.png`,
-    `lambda_sweep.png` in `out`)."""
+    """Per method (columns `METHOD@λ`): per-entry bars of its first column and, with several λ, the metrics against
+    λ (`per_entry.png`, `lambda_sweep.png`, `lambda_sweep_types.png` in `out` for TIME; `per_entry_METHOD.png` etc.
+    for the other methods)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    time_columns = [c for c in report["overall"] if c.startswith("time@")]
-    if not time_columns:
-        return []
-    paths = [_per_entry_plot(plt, report, time_columns[0], out / "per_entry.png")]
-    if len(time_columns) > 1:
-        paths.append(_sweep_plot(plt, report, time_columns, out / "lambda_sweep.png"))
-        if report.get("by_type"):
-            paths.append(_type_sweep_plot(plt, report, time_columns, out / "lambda_sweep_types.png"))
+    methods: dict[str, list[str]] = {}
+    for column in report["overall"]:
+        if "@" in column:
+            methods.setdefault(column.split("@", 1)[0], []).append(column)
+    paths = []
+    for method, columns in methods.items():
+        suffix = "" if method == "time" else f"_{method}"
+        paths.append(_per_entry_plot(plt, report, columns[0], out / f"per_entry{suffix}.png"))
+        if len(columns) > 1:
+            paths.append(_sweep_plot(plt, report, columns, out / f"lambda_sweep{suffix}.png"))
+            if report.get("by_type"):
+                paths.append(_type_sweep_plot(plt, report, columns, out / f"lambda_sweep_types{suffix}.png"))
     return paths
 
 
@@ -79,7 +84,7 @@ def _per_entry_plot(plt, report: dict, column: str, path: Path) -> Path:
         ax.bar(x + (k - 1) * width, values, width, label=metric)
     ax.set_xticks(x, [r["source"][:20] for r in rows], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("%")
-    ax.set_title(f"TIME per entry ({column})")
+    ax.set_title(f"{_label(column.split('@', 1)[0])} per entry ({column})")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -137,13 +142,20 @@ def _lam(value: float | None) -> str:
     return "none" if value is None else f"{value:.3g}"
 
 
+def _label(method: str) -> str:
+    """A method's name in tables and plots: `TIME` for TIME, the registry name otherwise."""
+    return "TIME" if method == "time" else method
+
+
 def debias_table(report: dict) -> str:
-    """The report as markdown: one row per entry (F_p on the test prompts, Δ_p), then the mean."""
+    """The report as markdown: one row per entry (F_p on the test prompts, Δ_p), then the mean; columns are named
+    after the run's method (TIME, or e.g. diff-quickfix)."""
     has_multi = "delta_multi" in report["overall"]
-    head = "| prompt | λ_p | F_p original | F_p TIME | Δ original | Δ TIME |"
+    name = _label(report["config"].get("method", "time"))
+    head = f"| prompt | λ_p | F_p original | F_p {name} | Δ original | Δ {name} |"
     rule = "|---|---|---|---|---|---|"
     if has_multi:
-        head += " F_p TIME Multi | Δ TIME Multi |"
+        head += f" F_p {name} Multi | Δ {name} Multi |"
         rule += "---|---|"
     lines = [head, rule]
     for r in report["entries"]:

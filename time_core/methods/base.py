@@ -39,12 +39,16 @@ class EditingMethod(ABC):
         default_lam (`float`): the λ used when none is given.
         edit_class (`type[BaseEdit]`): the class of its edits (reads its edit files).
         summary (`str`): one line for listings and `--help`.
+        features (`frozenset[str]`): the options of `prepare` beyond the defaults that the method supports:
+            `"values_only"` (`edit_keys=False`) and `"auto_preserve"` (`preserve="auto"`); the commands check them
+            before loading a model.
     """
 
     name: ClassVar[str]
     default_lam: ClassVar[float]
     edit_class: ClassVar[type[BaseEdit]]
     summary: ClassVar[str]
+    features: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def prepare(

@@ -195,6 +195,7 @@ class TimeMethod(EditingMethod):
     default_lam: ClassVar[float] = DEFAULT_LAM
     edit_class: ClassVar[type[BaseEdit]] = Edit
     summary: ClassVar[str] = "TIME (Orgad et al., ICCV 2023): UNet cross-attention keys and values"
+    features: ClassVar[frozenset[str]] = frozenset({"values_only", "auto_preserve"})
 
     def prepare(
         self,
