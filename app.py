@@ -34,11 +34,7 @@ except ImportError:
 
 def gpu(duration: int):
     """`spaces.GPU(duration=...)` on ZeroGPU, the identity elsewhere."""
-    return _identity if spaces is None else spaces.GPU(duration=duration)
-
-
-def _identity(fn):
-    return fn
+    return (lambda fn: fn) if spaces is None else spaces.GPU(duration=duration)
 
 
 LIGHT = dict(concurrency_limit=None, show_progress="hidden")  # events that compute nothing heavy
@@ -86,9 +82,10 @@ def on_lam_text(text: str):
 
 @gpu(duration=60)  # the largest Edit click SD's limits allow: 47 s on an A100 (README, SD on a Space)
 def edit_and_generate(runtime: demo.DemoRuntime, source, destination, tests, lam_text, edit_keys, augment, num_seeds,
-                      first_seed, steps, guidance, size, method, session: demo.SessionEdits, progress=gr.Progress()):
+                      first_seed, steps, guidance, size, method, auto_preserve, session: demo.SessionEdits,
+                      progress=gr.Progress()):
     try:
-        session = session.with_method(demo.parse_method(method))
+        session = session.with_method(demo.parse_method(method), bool(auto_preserve))
         lam = demo.parse_lam(lam_text)
         settings = runtime.settings(num_seeds, first_seed, steps, guidance, size)
         prompts = demo.PromptSet.from_fields(source, destination, tests)
@@ -108,10 +105,10 @@ def edit_and_generate(runtime: demo.DemoRuntime, source, destination, tests, lam
 
 @gpu(duration=300)
 def sweep_lambda(runtime: demo.DemoRuntime, source, destination, tests, edit_keys, augment, log_min, log_max, count,
-                 sweep_seeds, first_seed, steps, guidance, size, method, session: demo.SessionEdits,
+                 sweep_seeds, first_seed, steps, guidance, size, method, auto_preserve, session: demo.SessionEdits,
                  progress=gr.Progress()):
     try:
-        session = session.with_method(demo.parse_method(method))
+        session = session.with_method(demo.parse_method(method), bool(auto_preserve))
         lams = demo.lambda_grid(log_min, log_max, count)
         settings = runtime.settings(sweep_seeds, first_seed, steps, guidance, size)
         prompts = demo.PromptSet.from_fields(source, destination, tests)
@@ -188,10 +185,13 @@ def _gallery_panel(label: str, columns: int, image_format: str, **kwargs) -> gr.
     return gr.Gallery(label=label, columns=columns, format=image_format, elem_classes="gallery-panel", **kwargs)
 
 
-def method_selector() -> gr.Radio:
-    """The editing method (the Edit and λ sweep tabs each have one; choosing on either sets both)."""
-    return gr.Radio(demo.method_choices(), value="time", label="Method",
-                    info="the edit stack is solved with the method of each run")
+def method_controls() -> tuple[gr.Radio, gr.Checkbox]:
+    """The editing method (the Edit and λ sweep tabs each have one; choosing on either sets both) and its switch."""
+    with gr.Row(equal_height=True):
+        method = gr.Radio(demo.method_choices(), value="time", label="Method", scale=3,
+                          info="the edit stack is solved with the method of each run")
+        auto = gr.Checkbox(False, label="Automatic preservation", scale=1, info="keep the model's look-alikes")
+    return method, auto
 
 
 def edit_controls(runtime: demo.DemoRuntime) -> SimpleNamespace:
@@ -202,7 +202,7 @@ def edit_controls(runtime: demo.DemoRuntime) -> SimpleNamespace:
     c = SimpleNamespace()
     c.preset = gr.Dropdown(choices, value=choices[0][1], label="Preset", filterable=True,
                            info=f"{len(choices)} edits; type to search")
-    c.method = method_selector()
+    c.method, c.auto_preserve = method_controls()
     with gr.Row():
         c.source = gr.Textbox(start.source, label="Source prompt", placeholder="a pack of roses")
         c.destination = gr.Textbox(start.destination, label="Destination prompt", placeholder="a pack of blue roses")
@@ -274,7 +274,7 @@ def sweep_tab(runtime: demo.DemoRuntime, image_format: str) -> SimpleNamespace:
     config = runtime.config
     tab = SimpleNamespace()
     gr.Markdown(SWEEP_HELP)
-    tab.method = method_selector()
+    tab.method, tab.auto_preserve = method_controls()
     with gr.Row():
         tab.log_min = gr.Number(config.sweep_log_min, label="smallest log10 λ")
         tab.log_max = gr.Number(config.sweep_log_max, label="largest log10 λ")
@@ -332,7 +332,7 @@ def wire_edit(runtime: demo.DemoRuntime, e: SimpleNamespace, s: SimpleNamespace,
     e.lam_text.blur(on_lam_text, e.lam_text, e.lam_slider, api_name=False, **LIGHT)
     r = e.results
     inputs = [e.source, e.destination, e.tests, e.lam_text, e.edit_keys, e.augment, e.num_seeds, e.first_seed,
-              e.steps, e.guidance, e.size, e.method, session]
+              e.steps, e.guidance, e.size, e.method, e.auto_preserve, session]
     outputs = [r.original, r.edited, r.scores, r.status, r.details, e.edit_file, session]
     handler = functools.partial(edit_and_generate, runtime)
     e.run.click(handler, inputs, outputs, api_name="edit")
@@ -354,7 +354,7 @@ def wire_sweep_and_debias(runtime: demo.DemoRuntime, e: SimpleNamespace, s: Simp
     """The λ sweep and Debias events (they read the Edit tab's prompts and settings)."""
     s.run.click(functools.partial(sweep_lambda, runtime),
                 [e.source, e.destination, e.tests, e.edit_keys, e.augment, s.log_min, s.log_max, s.count, s.seeds,
-                 e.first_seed, e.steps, e.guidance, e.size, s.method, session],
+                 e.first_seed, e.steps, e.guidance, e.size, s.method, s.auto_preserve, session],
                 [s.plot, s.gallery, s.table, s.status], api_name="sweep")
     d.run.click(functools.partial(debias, runtime),
                 [d.preset, d.target, d.seeds, d.log_min, d.log_max, d.iterations, e.steps, e.guidance, e.size],

@@ -95,3 +95,14 @@ def test_interleaved_sessions_of_different_methods_do_not_cross(tiny_runtime):
     for k in range(2):
         assert np.array_equal(edited(finals[k]), alone[k]), k
     assert not np.array_equal(alone[0], alone[1])
+
+
+def test_automatic_preservation_switch(tiny_runtime):
+    pipe = tiny_runtime.pipe
+    session = demo.SessionEdits().with_method("time", auto_preserve=True)
+    assert session.auto_preserve and session.reset().auto_preserve  # the switch stays, like the method
+    edit = session.build(pipe, "a rose", "a blue rose", lam=0.1)
+    expected = compute_edit(pipe, "a rose", "a blue rose", lam=0.1, preserve="auto")
+    assert edit.preserve == expected.preserve and edit.preserve and torch.equal(edit.M, expected.M)
+    plain = session.with_method("time", auto_preserve=False).build(pipe, "a rose", "a blue rose", lam=0.1)
+    assert plain.preserve == () and not torch.equal(plain.M, edit.M)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..edit import BaseEdit, EditFileError
 from ..methods import DEFAULT_METHOD, BaseProblem, get_method, load_edit, prepare_edit
-from ..prompts import align_tokens, check_prompt
+from ..prompts import AUTO_PRESERVE, align_tokens, check_prompt
 from ..solver import check_lam
 from .inputs import format_lam
 
@@ -33,6 +33,8 @@ class SessionEdits:
         preserve_weight (`float`): their weight.
         edit (`BaseEdit`, *optional*): the edit of the last run (what "download" saves).
         method (`str`, *optional*, defaults to `"time"`): the editing method (a key of `time_core.METHODS`).
+        auto_preserve (`bool`, *optional*, defaults to `False`): solve with automatic preservation
+            (`preserve="auto"`, `time_core.methods.preservation`) instead of the uploaded `preserve` prompts.
     """
 
     stack: tuple[tuple[str, str], ...] = ()
@@ -40,6 +42,7 @@ class SessionEdits:
     preserve_weight: float = 1.0
     edit: BaseEdit | None = None
     method: str = DEFAULT_METHOD
+    auto_preserve: bool = False
 
     def push(self, pipe, source: str, destination: str) -> SessionEdits:
         """Adds a pair to the stack, after checking that it aligns (raises `PromptError`); a repeat is ignored."""
@@ -54,14 +57,16 @@ class SessionEdits:
         return replace(self, stack=self.stack[:-1])
 
     def reset(self) -> SessionEdits:
-        """Forgets every stacked pair, preserved prompt and the last edit (the method stays)."""
-        return SessionEdits(method=self.method)
+        """Forgets every stacked pair, preserved prompt and the last edit (the method and its options stay)."""
+        return SessionEdits(method=self.method, auto_preserve=self.auto_preserve)
 
-    def with_method(self, method: str) -> SessionEdits:
-        """The same stack solved with another method (a key of `time_core.METHODS`): the stack keeps prompt pairs, so
-        it holds one method at a time, the one of the next run."""
+    def with_method(self, method: str, auto_preserve: bool = False) -> SessionEdits:
+        """The same stack solved with another method (a key of `time_core.METHODS`), with or without automatic
+        preservation: the stack keeps prompt pairs, so it holds one method at a time, the one of the next run."""
         get_method(method)
-        return self if method == self.method else replace(self, method=method)
+        if (method, bool(auto_preserve)) == (self.method, self.auto_preserve):
+            return self
+        return replace(self, method=method, auto_preserve=bool(auto_preserve))
 
     def with_edit(self, edit: BaseEdit) -> SessionEdits:
         return replace(self, edit=edit)
@@ -83,8 +88,9 @@ class SessionEdits:
                 augment: bool = True) -> BaseProblem:
         """The λ-independent problem of the stack plus the current pair (one factorisation)."""
         sources, destinations = self.pairs(source, destination)
+        preserve = AUTO_PRESERVE if self.auto_preserve else self.preserve
         return prepare_edit(pipe, list(sources), list(destinations), edit_keys=edit_keys, augment=augment,
-                            preserve=self.preserve, preserve_weight=self.preserve_weight, method=self.method)
+                            preserve=preserve, preserve_weight=self.preserve_weight, method=self.method)
 
     def build(self, pipe, source: str, destination: str, lam: float, edit_keys: bool = True,
               augment: bool = True) -> BaseEdit:

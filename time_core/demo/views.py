@@ -93,7 +93,7 @@ def edit_details(update: EditUpdate) -> dict[str, Any]:
         "stage": update.stage,
         "edit": {"method": edit.method, "sources": list(edit.sources), "destinations": list(edit.destinations),
                  "lam": edit.lam, "edit_keys": getattr(edit, "edit_keys", None), "augment": edit.augment,
-                 "model": edit.model},
+                 "preserve": list(edit.preserve), "preserve_weight": edit.preserve_weight, "model": edit.model},
         "scores": {k: (None if v is None else v.as_dict()) for k, v in update.scores.items()},
         "seconds": {k: round(v, 3) for k, v in update.seconds.items()},
         "cached_originals": update.cached,

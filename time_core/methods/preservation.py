@@ -53,7 +53,7 @@ __all__ = [
 
 ATTRIBUTE_NEIGHBOURS: int = 2
 SUBJECT_NEIGHBOURS: int = 2
-MIN_NORM_RATIO: float = 0.5
+MIN_NORM_RATIO: float = 0.6
 WEIGHT_GRID: tuple[float, ...] = (10.0, 3.0, 1.0, 0.3, 0.1)
 MAX_FIT_LOSS: float = 0.1
 _WORD_END = "</w>"
