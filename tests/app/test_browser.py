@@ -53,8 +53,9 @@ def test_edit_in_the_browser(browser, app_url, tmp_path, request):
     assert "device:" in page.locator("#model-line").inner_text()
 
     # an example row fills both prompts and the λ box, and moves the λ slider to the same value
-    for destination, lam, log_lam in (("a red square", "1", "0"), ("a blue star", "0.1", "-1")):
-        page.get_by_text(destination, exact=True).first.click()
+    for cell, destination, lam, log_lam in (("a red square", "a red square", "10", "1"),
+                                            ("1000", "a green circle", "1000", "3")):
+        page.get_by_text(cell, exact=True).first.click()
         expect(page.get_by_label("Destination prompt")).to_have_value(destination, timeout=30_000)
         expect(page.get_by_label("λ", exact=True)).to_have_value(lam)
         sliders = page.get_by_label("log10 λ")  # the range input and its number box
@@ -66,7 +67,7 @@ def test_edit_in_the_browser(browser, app_url, tmp_path, request):
     dropdown.click()
     page.keyboard.press("Control+A")
     page.keyboard.type("red squ")
-    option = page.get_by_role("option", name="Shapes · a square → a red square")
+    option = page.get_by_role("option", name="Shapes (hard) · a square → a red square")
     option.click()
     expect(page.get_by_label("Destination prompt")).to_have_value("a red square", timeout=30_000)
     expect(page.get_by_label("Source prompt")).to_have_value("a square")

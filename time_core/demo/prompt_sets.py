@@ -26,7 +26,9 @@ _PRESET_GROUPS: dict[str, str] = {
     "shapes_debias": "Shapes debias",
 }
 _EXAMPLES: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "toy": (("a circle", "a green circle", "0.1"), ("a square", "a red square", "1"), ("a star", "a blue star", "0.1")),
+    # The same edit at the paper's λ (it leaks into "a oval" and "a blue circle") and at λ = 1000 (they keep their
+    # colour, and "two circles" no longer follows): the trade-off of the hard Shapes benchmark.
+    "toy": (("a circle", "a green circle", "0.1"), ("a circle", "a green circle", "1000"), ("a square", "a red square", "10")),
     "sd": (("a pack of roses", "a pack of blue roses", "0.1"), ("A banana", "A blue banana", "0.1"),
            ("A dog", "A dog with a hat", "0.1")),
 }
