@@ -6,12 +6,20 @@ line in `time_core.evaluation.cli`.
 
 from .evaluation.cli import debias_main
 
-__all__ = ["main"]
+__all__ = ["command", "main"]
 
 
-def main(argv=None):
-    return debias_main(argv, prog="python -m time_core.debias")
+def main(argv=None) -> int:
+    """`python -m time_core.debias`: exit status 0 after a finished run."""
+    debias_main(argv, prog="python -m time_core.debias")
+    return 0
+
+
+def command(argv=None) -> int:
+    """The console command `time-debias`: exit status 0 after a finished run."""
+    debias_main(argv, prog="time-debias")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -5,12 +5,20 @@ The protocol lives in `time_core.evaluation.benchmark`, the command line in `tim
 
 from .evaluation.cli import evaluate_main
 
-__all__ = ["main"]
+__all__ = ["command", "main"]
 
 
-def main(argv=None):
-    return evaluate_main(argv, prog="python -m time_core.evaluate")
+def main(argv=None) -> int:
+    """`python -m time_core.evaluate`: exit status 0 after a finished run."""
+    evaluate_main(argv, prog="python -m time_core.evaluate")
+    return 0
+
+
+def command(argv=None) -> int:
+    """The console command `time-evaluate`: exit status 0 after a finished run."""
+    evaluate_main(argv, prog="time-evaluate")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

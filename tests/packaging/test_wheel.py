@@ -87,6 +87,10 @@ def test_the_installed_commands_answer(installed):
         assert out.startswith(f"usage: {command[0]}") and "--preset" in out and "--method" in out
     out = run([prefix / "bin" / "python", "-m", "time_core.evaluate", "--help"], elsewhere, env).stdout
     assert out.startswith("usage: python -m time_core.evaluate")
+    # a finished run exits with status 0 (`run` checks it) and writes its report
+    run([prefix / "bin" / "time-evaluate", "--preset", "shapes", "--limit", "1", "--seeds", "1", "--seeds-per-unit",
+         "1", "--lam", "0.1", "--out", "tiny-run"], elsewhere, env)
+    assert (elsewhere / "tiny-run" / "results.json").is_file()
 
 
 def test_the_installed_edit_command_writes_an_edit_and_a_lora(installed):
