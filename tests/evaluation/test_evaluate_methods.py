@@ -97,7 +97,7 @@ def test_a_method_can_be_added_to_a_folder_later(sd1, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--method", DQF, "--values-only"], "--values-only is an option of TIME's edit; diff-quickfix"),
-    (["--method", "time", DQF, "--preserve", "auto"], "--preserve auto is not available for diff-quickfix"),
+    (["--method", "time", "finetune", "--preserve", "auto"], "--preserve auto is not available for finetune"),
     (["--method", "time", DQF, "--bulk"], "several methods go with the plain evaluation"),
 ])
 def test_the_command_refuses_options_a_method_lacks(tmp_path, extra, message):

@@ -252,7 +252,6 @@ def test_bad_edit_files(sd1, tmp_path):
     "kwargs,error,message",
     [
         (dict(edit_keys=False), ValueError, "edit_keys=False.*diff-quickfix edits one text-encoder layer"),
-        (dict(preserve="auto"), ValueError, "preserve='auto'.*not available for diff-quickfix"),
         (dict(lam=0), ValueError, "lam must be finite and > 0"),
         (dict(source=["a rose", "a car"]), ValueError, "2 source prompts but 1"),
         (dict(source=""), PromptError, "source is empty"),
@@ -304,3 +303,14 @@ def test_sessions_with_different_methods_do_not_cross(sd1):
     for i, expected in enumerate(alone):
         assert len(results[i]) == 3 and all(np.abs(got - expected).max() < 1e-5 for got in results[i]), i
     assert np.abs(alone[0] - alone[3]).max() > 1e-3 and np.abs(alone[0] - alone[1]).max() > 1e-3
+
+
+def test_automatic_preservation_adds_the_derived_prompts(sd1):
+    from time_core.methods.preservation import auto_preservation
+
+    plan = auto_preservation(sd1, ["a pack of roses"], ["a pack of blue roses"])
+    auto = compute_edit(sd1, "a pack of roses", "a pack of blue roses", preserve="auto", method="diff-quickfix")
+    listed = compute_edit(sd1, "a pack of roses", "a pack of blue roses", preserve=list(plan.prompts),
+                          method="diff-quickfix")
+    assert auto.preserve == plan.prompts and auto.preserve
+    assert all(torch.equal(a, b) for a, b in zip(auto.tensors().values(), listed.tensors().values()))

@@ -276,6 +276,7 @@ class DiffQuickFixMethod(EditingMethod):
     default_lam: ClassVar[float] = DEFAULT_LAM
     edit_class: ClassVar[type[BaseEdit]] = QuickFixEdit
     summary: ClassVar[str] = "Diff-QuickFix (Basu et al., ICLR 2024): first self-attention out_proj of the text encoder"
+    features: ClassVar[frozenset[str]] = frozenset({"auto_preserve"})
 
     def prepare(
         self,
@@ -291,7 +292,9 @@ class DiffQuickFixMethod(EditingMethod):
 
         Raises:
             `ValueError`: `edit_keys=False` (a TIME option: Diff-QuickFix has no keys and values to choose between),
-                `preserve="auto"` (not available for Diff-QuickFix), lists of different lengths, a bad weight.
+                lists of different lengths, a bad weight. `preserve="auto"` derives the prompts from the model
+                (`time_core.methods.preservation.auto_preservation`) and uses them as an explicit list would be used
+                (with the augmentations, at `preserve_weight`).
             `PromptError`: an empty or over-long prompt.
         """
         if not edit_keys:
@@ -299,12 +302,14 @@ class DiffQuickFixMethod(EditingMethod):
                 "edit_keys=False (a value-only edit) is an option of TIME's cross-attention edit; diff-quickfix edits "
                 "one text-encoder layer and has no keys or values to choose between"
             )
-        if is_auto_preserve(preserve):
-            raise ValueError("preserve='auto' (automatic preservation) is not available for diff-quickfix")
         sources = as_prompts(source, "source")
         destinations = as_prompts(destination, "destination")
         if len(sources) != len(destinations):
             raise ValueError(f"got {len(sources)} source prompts but {len(destinations)} destination prompts")
+        if is_auto_preserve(preserve):
+            from ..preservation import auto_preservation
+
+            preserve = auto_preservation(pipe, sources, destinations).prompts
         preserve = preserve_prompts(preserve)
         preserve_weight = check_preserve_weight(preserve_weight)
         encoders = text_encoders(pipe)
