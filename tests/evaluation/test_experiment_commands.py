@@ -57,6 +57,8 @@ def test_quality_command(tmp_path):
     (["--weight-decay", "1"], "add --method finetune"),
     (["--quality-captions", "x.txt"], "go with --quality N"),
     (["--method", "finetune", "--iterations", "0"], "iterations must be an integer >= 1"),
+    (["--method", "finetune", "--preserve", "auto"], "--preserve auto is not available for finetune"),
+    (["--method", "finetune", "--ablation"], "finetune has no keys and values to choose"),
 ])
 def test_refused_options(tmp_path, extra, message):
     with pytest.raises(SystemExit, match=message):

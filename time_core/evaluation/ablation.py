@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .benchmark import EvalConfig, check_eval_dir, evaluate, merge_results
+from .benchmark import EvalConfig, check_eval_dir, column_name, evaluate, merge_results
 from .results import check_out_dir, write_json
 
 __all__ = ["VARIANTS", "ablation_configs", "ablation_table", "merge_ablation", "run_ablation", "share_base_units"]
@@ -107,7 +107,7 @@ def merge_ablation(config: EvalConfig, out: str | Path, oracle_filter: float | N
         write_json(folder / "results.json", report)
         (folder / "results.md").write_text(markdown_table(report))
         for lam in variant.lams:
-            column = f"time@{float(lam)!r}"
+            column = column_name(variant.method, lam)
             rows.append({"variant": name, "edit_keys": variant.edit_keys, "augment": variant.augment,
                          "lam": float(lam), **{m: report["overall"].get(column, {}).get(m) for m in METRICS}})
     first = reports[next(iter(reports))]

@@ -84,8 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--quality-reference", default=None, metavar="FOLDER",
                        help="real images for the FID reference set (Stable Diffusion); the toy model renders its own")
     group.add_argument("--weight-decay", type=float, nargs="+", default=None, metavar="ETA",
-                       help="--method finetune: the weight decay values η (they take the λ slot; the paper sweeps "
-                            "1e-6 ... 1e6)")
+                       help="--method finetune: the weight decay values η (they take the λ slot and replace --lam; "
+                            "the paper sweeps 1e-6 ... 1e6)")
     group.add_argument("--iterations", type=int, default=None,
                        help="--method finetune: Adam iterations per edit (default 4000, the paper's)")
 
@@ -105,8 +105,9 @@ def configure(args: argparse.Namespace, config: EvalConfig) -> EvalConfig:
         problems.append("--weight-decay and --iterations set the fine-tuning baseline: add --method finetune")
     if args.ablation and (args.values_only or args.no_augment):
         problems.append("--ablation runs both settings of --values-only and --no-augment itself; leave them out")
-    if args.ablation and finetune:
-        problems.append("--ablation varies TIME's edited projections; the fine-tuning baseline edits the text encoder")
+    if args.ablation and "values_only" not in get_method(config.method).features:
+        problems.append(f"--ablation varies the edited projections (K+V or V only); {config.method} has no keys and "
+                        "values to choose")
     if problems:
         raise SystemExit("error: " + "; ".join(problems))
     if args.weight_decay is not None:
