@@ -279,21 +279,25 @@ def test_a_destination_need_not_repeat_the_source(sd1):
 
 def test_sessions_with_different_methods_do_not_cross(sd1):
     """Threads generating with a Diff-QuickFix, a TIME and a value-only TIME edit at once get the images each gets
-    alone."""
+    alone. They share the text encoder, the UNet and the VAE; each has its own tokenizer and scheduler, which keep
+    per-call state (a fast tokenizer's padding settings, the scheduler's timesteps) and are not thread-safe."""
     edits = [compute_edit(sd1, SOURCE, DESTINATION, method=DQF), compute_edit(sd1, SOURCE, DESTINATION),
              compute_edit(sd1, SOURCE, DESTINATION, edit_keys=False), None]
     prompts = ["a pack of roses", "a car"]
 
-    def images(edit):
-        result = generate(sd1, prompts, [0], edit=edit, original=edit is None, negative_prompt="blurry", **KWARGS)
+    def images(pipe, edit):
+        result = generate(pipe, prompts, [0], edit=edit, original=edit is None, negative_prompt="blurry", **KWARGS)
         return np.stack([row[0] for row in (result.original if edit is None else result.edited)])
 
-    alone = [images(edit) for edit in edits]
+    alone = [images(sd1, edit) for edit in edits]
     results: dict[int, list] = {i: [] for i in range(len(edits))}
 
     def run(i):
+        session = copy.copy(sd1)
+        for name in ("tokenizer", "scheduler"):
+            object.__setattr__(session, name, copy.deepcopy(getattr(sd1, name)))
         for _ in range(3):
-            results[i].append(images(edits[i]))
+            results[i].append(images(session, edits[i]))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(edits))]
     for thread in threads:
