@@ -54,7 +54,8 @@ def test_edit_in_the_browser(browser, app_url, tmp_path, request):
 
     # an example row fills both prompts and the λ box, and moves the λ slider to the same value
     for cell, destination, lam, log_lam in (("a red square", "a red square", "10", "1"),
-                                            ("1000", "a green circle", "1000", "3")):
+                                            ("1000", "a green circle", "1000", "3"),
+                                            ("a green circle", "a green circle", "0.1", "-1")):  # the first row
         page.get_by_text(cell, exact=True).first.click()
         expect(page.get_by_label("Destination prompt")).to_have_value(destination, timeout=30_000)
         expect(page.get_by_label("λ", exact=True)).to_have_value(lam)

@@ -77,9 +77,10 @@ def test_app_edit_flips_the_source_colour_on_the_toy_model(app_url):
     source = slice(0, seeds)
     assert sum(c == "green" for c in edited_colours[source]) >= 3, edited_colours[source]
     assert sum(c == "green" for c in original_colours[source]) <= 1, original_colours[source]
-    square = [i for i, item in enumerate(details["images"]) if item["prompt"] == "a square"]
+    unrelated = next(p.prompt for p in demo.preset_prompts("shapes:0").negatives if p.type == "unrelated")
+    square = [i for i, item in enumerate(details["images"]) if item["prompt"] == unrelated]
     kept = sum(original_colours[i] == edited_colours[i] for i in square)
-    assert kept >= 3, ([original_colours[i] for i in square], [edited_colours[i] for i in square])
+    assert len(square) == seeds and kept >= 3, ([original_colours[i] for i in square], [edited_colours[i] for i in square])
     assert details["scores"]["edited"]["efficacy"]["mean"] >= 0.75
 
 
