@@ -100,14 +100,7 @@ def _sweep_plot(plt, report: dict, columns: list[str], path: Path) -> Path:
         stds = np.array([100 * report["overall"][c][metric]["std"] for c in columns])
         ax.plot(lams, means, marker="o", label=metric)
         ax.fill_between(lams, means - stds, means + stds, alpha=0.2)
-    ax.set_xscale("log")
-    ax.set_xlabel("λ")
-    ax.set_ylabel("%")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_lambda_figure(plt, fig, ax, path)
 
 
 def _type_sweep_plot(plt, report: dict, columns: list[str], path: Path) -> Path:
@@ -120,10 +113,15 @@ def _type_sweep_plot(plt, report: dict, columns: list[str], path: Path) -> Path:
             ax.plot(lams, means, style, marker="o", markersize=3, label=f"{metric}: {kind}")
     efficacy = [100 * report["overall"][c]["efficacy"]["mean"] for c in columns]
     ax.plot(lams, efficacy, "k:", marker="s", markersize=3, label="efficacy")
+    return _save_lambda_figure(plt, fig, ax, path, fontsize=7, loc="lower left")
+
+
+def _save_lambda_figure(plt, fig, ax, path: Path, **legend) -> Path:
+    """Finishes a figure of metrics (%) against a log-scaled λ axis and writes it to `path`."""
     ax.set_xscale("log")
     ax.set_xlabel("λ")
     ax.set_ylabel("%")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(**legend)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
