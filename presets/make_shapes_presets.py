@@ -26,6 +26,7 @@ from time_core.shapes.world import (  # noqa: E402
     caption,
     unnamed_colour_distribution,
 )
+from hard_shapes_preset import EDIT_COLOURS as HARD_EDIT_COLOURS  # noqa: E402
 from hard_shapes_preset import hard_entries, validation_colours  # noqa: E402
 
 
@@ -33,13 +34,10 @@ from hard_shapes_preset import hard_entries, validation_colours  # noqa: E402
 EASY_SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "heart", "diamond")
 
 
-# Destination colours of each default-coloured shape's edits; none is the shape's own default colour.
+# Destination colours of each default-coloured shape's edits (the hard benchmark's, for the shapes both share); none is
+# the shape's own default colour.
 EDIT_COLOURS: dict[str, tuple[str, ...]] = {
-    "circle": ("green", "blue", "yellow"),
-    "square": ("red", "yellow", "purple"),
-    "triangle": ("orange", "purple", "red"),
-    "star": ("blue", "green", "purple"),
-    "heart": ("orange", "yellow", "green"),
+    shape: HARD_EDIT_COLOURS[shape] for shape in EASY_SHAPES if shape in HARD_EDIT_COLOURS
 }
 # (template without colour, template with colour, prefix, size, background) of the five positives.
 POSITIVE_FORMS: tuple[tuple[str, str, str | None, str, str], ...] = (
