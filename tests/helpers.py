@@ -158,21 +158,32 @@ class StandInEdit(BaseEdit):
         raise NotImplementedError("a stand-in edit has no file")
 
 
-def check_like_replaced_encoder(pipe, edit):
-    """Checks that a text-encoder edit applies like a pipeline whose text encoder holds `edit.edited_weights`: the
-    edited images of two prompts × two seeds (with a negative prompt) equal that pipeline's, differ from the original
-    ones, and the shared pipeline stays bit-identical. Returns the replaced pipeline."""
+def replaced_pipeline(pipe, edit):
+    """A pipeline sharing `pipe`'s components but deep copies of the edited text encoder(s) with the edited weights
+    loaded: the classic weight edit. `edit.components` names the encoders when the method defines it (both SDXL
+    encoders), else `edit.component`."""
     import copy
 
+    components = dict(pipe.components)
+    for name in getattr(edit, "components", None) or (edit.component,):
+        encoder = copy.deepcopy(getattr(pipe, name))
+        encoder.load_state_dict(edit.edited_weights(encoder), strict=False)
+        components[name] = encoder
+    return type(pipe)(**components)
+
+
+def check_like_replaced_encoder(pipe, edit, negative_prompt: str | None = "blurry"):
+    """Checks that a text-encoder edit applies like a pipeline whose text encoder(s) hold `edit.edited_weights`
+    (`replaced_pipeline`): the edited images of two prompts × two seeds (with `negative_prompt`) equal that
+    pipeline's, differ from the original ones, and the shared pipeline stays bit-identical. Returns the replaced
+    pipeline."""
     from time_core import generate
 
     before = pipeline_hash(pipe)
-    kwargs = dict(num_inference_steps=3, negative_prompt="blurry", output_type="np", progress=False)
+    kwargs = dict(num_inference_steps=3, negative_prompt=negative_prompt, output_type="np", progress=False)
     ours = generate(pipe, ["a rose", "a car"], [0, 1], edit=edit, **kwargs)
     assert pipeline_hash(pipe) == before
-    encoder = copy.deepcopy(getattr(pipe, edit.component))
-    encoder.load_state_dict(edit.edited_weights(encoder), strict=False)
-    replaced = type(pipe)(**{**pipe.components, "text_encoder": encoder})
+    replaced = replaced_pipeline(pipe, edit)
     reference = generate(replaced, ["a rose", "a car"], [0, 1], **kwargs)
     for p in range(2):
         for s in range(2):

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from helpers import pipeline_hash
+from helpers import pipeline_hash, replaced_pipeline
 from safetensors.torch import save_file
 
 from time_core import METHODS, Edit, EditFileError, PromptError, QuickFixEdit, compute_edit, generate, load_edit
@@ -58,16 +58,6 @@ def literal_weight(encoder, tokenizer, path, pairs, lam, preserve=(), preserve_w
             numerator += preserve_weight * torch.outer(W @ k, k)
             gram += preserve_weight * torch.outer(k, k)
     return numerator @ torch.inverse(gram)
-
-
-def replaced_pipeline(pipe, edit):
-    """A deep copy of the pipeline's text encoders with the edited weights loaded: the classic weight edit."""
-    components = dict(pipe.components)
-    for name in edit.components:
-        encoder = copy.deepcopy(getattr(pipe, name))
-        encoder.load_state_dict(edit.edited_weights(encoder), strict=False)
-        components[name] = encoder
-    return type(pipe)(**components)
 
 
 def test_registered_with_its_default_lambda(sd1):
