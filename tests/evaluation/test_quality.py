@@ -1,13 +1,19 @@
 """Generation quality (Table 2): the Fréchet distance (0 for identical sets, the squared shift of the means for a
-shifted set), captions that no edit uses, and resumable caption blocks."""
+shifted set), captions that no edit uses, resumable caption blocks, and the Stable Diffusion scorer (Inception FID
+features, CLIP score) on local random weights, alone and in the evaluation command."""
+
+import json
 
 import numpy as np
 import pytest
+import torch
 from helpers import pipeline_hash
 
 from time_core.evaluation.bulk import entry_problem
-from time_core.evaluation.quality import (CAPTIONS_PER_UNIT, frechet_distance, merge_quality, preset_prompts,
-                                          quality_table, read_captions, run_quality, world_captions)
+from time_core.evaluation.quality import (CAPTIONS_PER_UNIT, frechet_distance, load_quality_scorer, merge_quality,
+                                          preset_prompts, quality_table, read_captions, run_quality, world_captions)
+from time_core.evaluation.sd_quality import (QualityModelError, TorchmetricsQualityScorer, load_clip_score,
+                                             load_inception)
 from time_core.methods import get_method
 from time_core.presets import load_preset
 
@@ -95,3 +101,153 @@ def test_quality_blocks_resume_and_merge(sd1, tmp_path):
     table = quality_table({**report, "source": "test", "scorer": scorer.name})
     assert "| CLIP score |" in table and "| Fréchet distance to the original model | — |" in table
     assert pipeline_hash(sd1) == before
+
+
+# The Stable Diffusion scorer (torchmetrics' Inception FID features and CLIP score) on local random weights: a random
+# Inception-v3 saved as torch-fidelity's weights file, a tiny random CLIP saved with save_pretrained.
+
+
+def _random_inception_state(seed: int = 0) -> dict:
+    """The state dict of a randomly initialised torch-fidelity `FeatureExtractorInceptionV3` (no download)."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    torch.manual_seed(seed)
+    with pytest.MonkeyPatch.context() as patch:  # skip the download and the loading of torch-fidelity's weights
+        patch.setattr("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", lambda *a, **k: {})
+        patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):  # activations of order 1 through the whole network
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    return model.state_dict()
+
+
+def _tiny_clip(folder, seed: int = 0) -> None:
+    """A tiny random `CLIPModel` (32×32 images) and its `CLIPProcessor` (the real CLIP tokenizer), saved in `folder`."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    from time_core.tokenizer import build_clip_tokenizer
+
+    torch.manual_seed(seed)
+    layers = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    config = CLIPConfig(text_config=dict(vocab_size=49408, max_position_embeddings=77, **layers),
+                        vision_config=dict(image_size=32, patch_size=8, **layers), projection_dim=16)
+    CLIPModel(config).save_pretrained(folder)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=build_clip_tokenizer()).save_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def local_models(tmp_path_factory):
+    """`(inception weights file, CLIP folder)`, random."""
+    folder = tmp_path_factory.mktemp("quality_models")
+    torch.save(_random_inception_state(), folder / "inception.pth")
+    _tiny_clip(folder / "clip", seed=2)  # a seed whose image-caption cosines below have both signs
+    return folder / "inception.pth", folder / "clip"
+
+
+@pytest.fixture(scope="module")
+def sd_scorer(local_models):
+    weights, clip = local_models
+    return TorchmetricsQualityScorer(inception_weights=weights, clip_model=clip)
+
+
+def _images(n: int, seed: int, low: int = 0, high: int = 256) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(low, high, size=(16, 16, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_inception_features_from_local_weights(sd_scorer, local_models):
+    stored = torch.load(local_models[0], weights_only=True)
+    loaded = sd_scorer.inception.state_dict()
+    assert set(loaded) == set(stored) and all(torch.equal(loaded[k], stored[k]) for k in stored)  # these weights
+    a, b = _images(3, seed=1), _images(3, seed=2, low=128)
+    features = sd_scorer.features(a)
+    assert features.shape == (3, 2048) and features.dtype == np.float64 and features.std(0).mean() > 1e-3
+    assert np.array_equal(sd_scorer.features(a), features)  # deterministic
+    other = sd_scorer.features(b)
+    scale = np.trace(np.cov(features, rowvar=False))
+    assert frechet_distance(features, features) == pytest.approx(0.0, abs=1e-6 * scale)
+    assert frechet_distance(features, other) > 0.01 * scale
+
+
+def test_clip_scores_from_a_local_model(sd_scorer, local_models):
+    from PIL import Image
+    from transformers import CLIPModel, CLIPProcessor
+
+    images = _images(6, seed=3)
+    captions = ["a red circle", "a photo of a dog", "two blue squares", "a cat on a sofa", "a bowl of fruit", "a car"]
+    scores = sd_scorer.clip_scores(images, captions)
+    # 100 · max(cos(image, caption), 0), from the same CLIP model: projections of the towers' pooled outputs
+    model, processor = CLIPModel.from_pretrained(local_models[1]).eval(), CLIPProcessor.from_pretrained(local_models[1])
+    with torch.no_grad():
+        pixels = processor(images=[Image.fromarray(i) for i in images], return_tensors="pt")["pixel_values"]
+        tokens = processor(text=captions, return_tensors="pt", padding=True)
+        image = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
+        text = model.text_projection(model.text_model(input_ids=tokens["input_ids"],
+                                                      attention_mask=tokens["attention_mask"]).pooler_output)
+    expected = 100 * torch.nn.functional.cosine_similarity(image, text).clamp(min=0).double().numpy()
+    assert scores.shape == (6,) and np.allclose(scores, expected, rtol=1e-4, atol=1e-3)
+    assert (scores > 0).any() and (scores == 0).any()  # positive cosines, and negative ones clamped to 0
+    assert str(local_models[1]) in sd_scorer.name and str(local_models[0]) in sd_scorer.name
+
+
+class NotATensor:
+    pass
+
+
+def test_local_weights_errors(local_models, tmp_path):
+    weights, clip = local_models
+    text = tmp_path / "weights.pth"
+    text.write_text("not weights")
+    unsafe = tmp_path / "unsafe.pth"
+    torch.save({"w": torch.zeros(1), "x": NotATensor()}, unsafe)
+    keys = tmp_path / "keys.pth"
+    torch.save({"w": torch.zeros(2)}, keys)
+    for path, message in [(tmp_path / "missing.pth", "no such weights file"), (text, "cannot be read as a state dict"),
+                          (unsafe, "cannot be read as a state dict"),
+                          (keys, "not a state dict of torch-fidelity's FeatureExtractorInceptionV3")]:
+        with pytest.raises(QualityModelError, match=message):
+            load_inception(path)
+    (tmp_path / "empty").mkdir()
+    for folder, message in [(tmp_path / "empty", "holds no CLIP model"), (weights, "neither a CLIP folder"),
+                            (str(tmp_path / "missing" / "clip"), "neither a CLIP folder")]:
+        with pytest.raises(QualityModelError, match=message):
+            load_clip_score(folder)
+    with pytest.raises(ValueError, match="toy model scores with its own CLIP"):
+        load_quality_scorer("toy", clip_model=clip)
+
+
+def test_quality_command_on_stable_diffusion_with_local_weights(sd1, local_models, tmp_path):
+    from PIL import Image
+
+    from time_core.evaluation.cli import evaluate_main
+
+    weights, clip = local_models
+    sd1.save_pretrained(tmp_path / "pipe")
+    (tmp_path / "captions.txt").write_text("a photo of a dog\na red car\na bowl of fruit\n")
+    (tmp_path / "reference").mkdir()
+    for i, image in enumerate(_images(2, seed=4)):
+        Image.fromarray(image).save(tmp_path / "reference" / f"{i}.png")
+    command = ["--preset", "shapes", "--model", str(tmp_path / "pipe"), "--classifier", "colour", "--limit", "1",
+               "--seeds", "1", "--steps", "2", "--lam", "0.1", "--quality", "3",
+               "--quality-captions", str(tmp_path / "captions.txt"), "--quality-reference", str(tmp_path / "reference")]
+    for options, message in [(["--quality-inception-weights", tmp_path / "missing.pth"], "no such weights file"),
+                             (["--quality-clip", tmp_path / "captions.txt"], "neither a CLIP folder"),
+                             (["--quality-inception-weights", weights, "--quality-clip", tmp_path], "no CLIP model")]:
+        with pytest.raises(SystemExit, match=message):  # before anything is written
+            evaluate_main([*command, *map(str, options), "--out", str(tmp_path / "refused")])
+        assert not (tmp_path / "refused").exists()
+    out = tmp_path / "out"
+    report = evaluate_main([*command, "--quality-inception-weights", str(weights), "--quality-clip", str(clip),
+                            "--out", str(out)])
+    quality = report["quality"]
+    assert quality["captions"] == 3 and set(quality["columns"]) == {"original", "edited@0.1"}
+    for column in quality["columns"].values():
+        assert column["fd_reference"] > 0 and 0 <= column["clip_score"]["mean"] <= 100
+    assert quality["columns"]["edited@0.1"]["fd_original"] >= 0 and str(weights) in quality["scorer"]
+    with np.load(out / "quality" / "units" / "q00000_original.npz") as stored:
+        assert stored["features"].shape == (3, 2048) and stored["clip"].shape == (3,)
+    stored = json.loads((out / "quality" / "config.json").read_text())
+    assert stored["clip"] == str(clip) and len(stored["inception_weights_sha256"]) == 64
+    assert "| Fréchet distance to the reference set |" in (out / "results.md").read_text()

@@ -4,7 +4,10 @@
 - `--bulk`: one multi-edit of every entry, App. F (`time_core.evaluation.bulk`);
 - `--method finetune` with `--weight-decay η ...` and `--iterations N`: the fine-tuning baseline of App. G / Table 5
   (`time_core.methods.finetune`; η takes the λ slot, so `--weight-decay` and `--lam` set the same values);
-- `--quality N`: Table 2's generation quality (`time_core.evaluation.quality`), beside the metrics.
+- `--quality N`: Table 2's generation quality (`time_core.evaluation.quality`), beside the metrics; on Stable
+  Diffusion with `--quality-captions`, `--quality-reference`, and local weights of its scorer
+  (`--quality-inception-weights`, `--quality-clip`; `time_core.evaluation.sd_quality`), loaded before anything is
+  written.
 
 They resume and shard over `accelerate launch` processes like the plain evaluation. Options that change what is
 computed (bulk editing and its `--limit`, the fine-tuning iterations) are part of the results folder's configuration.
@@ -28,6 +31,7 @@ from .results import check_out_dir, write_report
 __all__ = ["ExperimentConfig", "LocalState", "add_arguments", "configure", "requested", "run"]
 
 FINETUNE = "finetune"
+NEEDS_CAPTIONS = "--quality on a model other than the toy one needs --quality-captions FILE"
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "toy model draws them from the Shapes world")
     group.add_argument("--quality-reference", default=None, metavar="FOLDER",
                        help="real images for the FID reference set (Stable Diffusion); the toy model renders its own")
+    group.add_argument("--quality-inception-weights", default=None, metavar="FILE",
+                       help="Stable Diffusion: a local state dict of the FID Inception-v3 (torch-fidelity's "
+                            "weights-inception-2015-12-05-6726825d.pth or a .safetensors copy; read without unpickling "
+                            "objects); default: torch-fidelity's weights, downloaded on first use")
+    group.add_argument("--quality-clip", default=None, metavar="NAME_OR_FOLDER",
+                       help="Stable Diffusion: the CLIP model of the CLIP score, a Hugging Face name or a local folder "
+                            "of a transformers CLIPModel and CLIPProcessor (save_pretrained); default: "
+                            "openai/clip-vit-base-patch32")
     group.add_argument("--weight-decay", type=float, nargs="+", default=None, metavar="ETA",
                        help="--method finetune: the weight decay values η (they take the λ slot and replace --lam; "
                             "the paper sweeps 1e-6 ... 1e6)")
@@ -99,8 +111,15 @@ def configure(args: argparse.Namespace, config: EvalConfig) -> EvalConfig:
         problems.append("--ablation runs its grid on its own; leave out --bulk and --quality")
     if args.quality < 0:
         problems.append("--quality must be >= 0")
-    if not args.quality and (args.quality_captions or args.quality_reference):
-        problems.append("--quality-captions and --quality-reference go with --quality N")
+    scorer_options = args.quality_inception_weights is not None or args.quality_clip is not None
+    if not args.quality and (args.quality_captions or args.quality_reference or scorer_options):
+        problems.append("--quality-captions, --quality-reference, --quality-inception-weights and --quality-clip go "
+                        "with --quality N")
+    elif args.quality and config.model == "toy" and scorer_options:
+        problems.append("--quality-inception-weights and --quality-clip choose the Stable Diffusion scorer; the toy "
+                        "model scores with its own CLIP")
+    elif args.quality and config.model != "toy" and not args.quality_captions:
+        problems.append(NEEDS_CAPTIONS)
     if not finetune and (args.weight_decay is not None or args.iterations is not None):
         problems.append("--weight-decay and --iterations set the fine-tuning baseline: add --method finetune")
     if args.ablation and (args.values_only or args.no_augment):
@@ -155,6 +174,8 @@ def run(args: argparse.Namespace, config: EvalConfig, out: Path, state, write: C
     method = configured_method(config.method, options)
     if args.ablation:
         return _run_ablation(args, config, out, state, start, pipe, classifier)
+    if args.quality and scorer is None:  # before anything is written: a bad weights file changes nothing
+        scorer = _quality_scorer(args, config, state.device)
     bulk = isinstance(config, ExperimentConfig) and config.bulk
     if state.is_main_process:
         check_eval_dir(out, config)
@@ -225,8 +246,8 @@ def _run_quality(args, config: EvalConfig, inner: EvalConfig, out: Path, state, 
                  ) -> dict | None:
     """Generates and scores the captions of `--quality` in `OUT/quality`; the main process returns the report."""
     from ..models import generation_defaults, with_scheduler
-    from .quality import (QUALITY_SEED, load_quality_scorer, merge_quality, preset_prompts, read_captions,
-                          read_reference_images, run_quality, world_captions)
+    from .quality import (QUALITY_SEED, merge_quality, preset_prompts, read_captions, read_reference_images,
+                          run_quality, world_captions)
 
     exclude = preset_prompts(load_preset(config.preset))
     reference = None
@@ -236,10 +257,10 @@ def _run_quality(args, config: EvalConfig, inner: EvalConfig, out: Path, state, 
         captions, reference = world_captions(args.quality, exclude)
         source = f"Shapes world, seed {QUALITY_SEED}"
     else:
-        raise SystemExit("error: --quality on a model other than the toy one needs --quality-captions FILE")
+        raise SystemExit(f"error: {NEEDS_CAPTIONS}")
     if args.quality_reference:
         reference = read_reference_images(args.quality_reference)
-    identity = {**config.identity(), "quality": args.quality, "captions": source}
+    identity = {**config.identity(), "quality": args.quality, "captions": source, **_scorer_identity(args)}
     for key in ("seeds", "seeds_per_unit"):
         identity.pop(key, None)
     folder = out / "quality"
@@ -248,7 +269,6 @@ def _run_quality(args, config: EvalConfig, inner: EvalConfig, out: Path, state, 
     state.wait_for_everyone()
     pipe = with_scheduler(pipe, config.scheduler)
     defaults = generation_defaults(pipe)
-    scorer = scorer if scorer is not None else load_quality_scorer(config.model, device=state.device)
     entries = load_preset(inner.preset).entries[: inner.limit]
     prepare = prepare or entry_problem(method, config.edit_keys, config.augment, config.preserve or ())
     run_quality(folder, captions, entries, prepare, config.lams, pipe, scorer, config.steps or defaults.steps,
@@ -259,3 +279,31 @@ def _run_quality(args, config: EvalConfig, inner: EvalConfig, out: Path, state, 
         return None
     features = None if reference is None else scorer.features(reference)
     return {**merge_quality(folder, args.quality, config.lams, features), "source": source, "scorer": scorer.name}
+
+
+def _quality_scorer(args: argparse.Namespace, config: EvalConfig, device):
+    """The quality scorer of `--quality` (and its Inception weights and CLIP model); `SystemExit` when a local file or
+    folder is missing or malformed, or when the default weights cannot be had."""
+    from .quality import DEFAULT_CLIP, load_quality_scorer
+
+    try:
+        return load_quality_scorer(config.model, device, args.quality_inception_weights,
+                                   args.quality_clip or DEFAULT_CLIP)
+    except (ValueError, RuntimeError) as error:
+        raise SystemExit(f"error: {error}") from error
+
+
+def _scorer_identity(args: argparse.Namespace) -> dict:
+    """The scorer's choices that differ from the defaults (the stored features depend on them): the SHA-256 of the
+    Inception weights file, the CLIP name or folder."""
+    import hashlib
+
+    from .quality import DEFAULT_CLIP
+
+    identity = {}
+    if args.quality_inception_weights is not None:
+        data = Path(args.quality_inception_weights).expanduser().read_bytes()
+        identity["inception_weights_sha256"] = hashlib.sha256(data).hexdigest()
+    if args.quality_clip not in (None, DEFAULT_CLIP):
+        identity["clip"] = str(args.quality_clip)
+    return identity

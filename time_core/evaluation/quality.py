@@ -15,10 +15,13 @@ Two scorers:
 - the toy model (`ToyQualityScorer`): the toy CLIP's unit-norm image features and its CLIP score; the captions are
   drawn from the Shapes world's own distribution (`time_core.shapes.sampling`), every prompt of the preset excluded,
   and the reference set is the world's rendering of those very captions;
-- Stable Diffusion (`TorchmetricsQualityScorer`): the standard FID features (Inception-v3 pool, 2048-d, torchmetrics'
-  extractor with torch-fidelity's weights) and CLIP ViT-B/32 (`torchmetrics.multimodal.CLIPScore`); the captions come
-  from a file the user supplies (`--quality-captions`, one per line; MS-COCO in the paper) and the reference set from a
-  folder of real images (`--quality-reference`); without it only the distance to the original model is reported.
+- Stable Diffusion (`TorchmetricsQualityScorer`, `time_core.evaluation.sd_quality`): the standard FID features
+  (Inception-v3 pool, 2048-d, torchmetrics' extractor; torch-fidelity's weights, or a local state dict of them with
+  `--quality-inception-weights FILE`, read without unpickling arbitrary objects) and the CLIP score of
+  `torchmetrics.multimodal.CLIPScore` (CLIP ViT-B/32, `openai/clip-vit-base-patch32`, or another Hugging Face name or
+  a local `save_pretrained` folder with `--quality-clip NAME_OR_FOLDER`); the captions come from a file the user
+  supplies (`--quality-captions`, one per line; MS-COCO in the paper) and the reference set from a folder of real
+  images (`--quality-reference`); without it only the distance to the original model is reported.
 
 Work is split into blocks of `CAPTIONS_PER_UNIT` captions whose features are stored in `OUT/quality/units/` (one
 `.npz` per block and model), so a quality run resumes and shards like the evaluation.
@@ -35,10 +38,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..presets import EditEntry, EditPreset
+from .sd_quality import DEFAULT_CLIP, TorchmetricsQualityScorer
 
-__all__ = ["CAPTIONS_PER_UNIT", "QUALITY_SEED", "ToyQualityScorer", "TorchmetricsQualityScorer", "frechet_distance",
-           "load_quality_scorer", "merge_quality", "preset_prompts", "quality_table", "read_captions",
-           "read_reference_images", "run_quality", "world_captions"]
+__all__ = ["CAPTIONS_PER_UNIT", "DEFAULT_CLIP", "QUALITY_SEED", "ToyQualityScorer", "TorchmetricsQualityScorer",
+           "frechet_distance", "load_quality_scorer", "merge_quality", "preset_prompts", "quality_table",
+           "read_captions", "read_reference_images", "run_quality", "world_captions"]
 
 CAPTIONS_PER_UNIT = 16
 QUALITY_SEED = 2023  # the random source of the Shapes-world captions
@@ -143,56 +147,26 @@ class ToyQualityScorer:
         return (100 * cosines.clamp(min=0)).double().numpy()
 
 
-def _uint8_batch(images: Sequence) -> torch.Tensor:
-    """PIL images or `(H, W, 3)` arrays → `(N, 3, H, W)` uint8."""
-    arrays = [np.asarray(image.convert("RGB") if hasattr(image, "convert") else image) for image in images]
-    arrays = [(a * 255).round().clip(0, 255).astype(np.uint8) if a.dtype != np.uint8 else a for a in arrays]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+def load_quality_scorer(model: str, device: str | torch.device | None = None,
+                        inception_weights: str | Path | None = None, clip_model: str | Path = DEFAULT_CLIP):
+    """`ToyQualityScorer` for the toy model, `TorchmetricsQualityScorer` otherwise.
 
-
-class TorchmetricsQualityScorer:
-    """Inception-v3 pool features (torchmetrics' FID extractor; torch-fidelity and its weights are needed) and the
-    CLIP score of CLIP ViT-B/32 (`torchmetrics.multimodal.CLIPScore`, `openai/clip-vit-base-patch32`).
-
-    Raises:
-        `RuntimeError`: when torch-fidelity, the Inception weights or the CLIP weights cannot be loaded.
+    Args:
+        model (`str`): `"toy"` or a Stable Diffusion model.
+        device (`str` or `torch.device`, *optional*): where the scorer runs.
+        inception_weights (`str` or `Path`, *optional*): Stable Diffusion only: a local state dict of the FID
+            Inception (`time_core.evaluation.sd_quality.load_inception`); `None`: torch-fidelity's weights.
+        clip_model (`str` or `Path`, *optional*, defaults to `"openai/clip-vit-base-patch32"`): Stable Diffusion only:
+            a Hugging Face name or a local folder of a `transformers.CLIPModel` and `CLIPProcessor`.
     """
-
-    name = "Inception-v3 FID features, CLIP ViT-B/32 score (torchmetrics)"
-
-    def __init__(self, device: str | torch.device | None = None) -> None:
-        try:
-            from torchmetrics.image.fid import FrechetInceptionDistance
-            from torchmetrics.multimodal.clip_score import CLIPScore
-
-            self.inception = FrechetInceptionDistance(feature=2048).inception.to(device)
-            self.clip = CLIPScore(model_name_or_path="openai/clip-vit-base-patch32").to(device)
-        except Exception as error:  # missing torch-fidelity, no network for the weights, ...
-            raise RuntimeError(
-                "the Stable Diffusion quality scorer needs torch-fidelity (pip install torch-fidelity) and, on first "
-                "use, downloads the FID Inception weights and openai/clip-vit-base-patch32; run once with network "
-                f"access to cache them ({type(error).__name__}: {error})"
-            ) from error
-        self.device = device
-
-    @torch.no_grad()
-    def features(self, images: Sequence) -> np.ndarray:
-        return self.inception(_uint8_batch(images).to(self.device)).double().cpu().numpy()  # (N, 2048)
-
-    @torch.no_grad()
-    def clip_scores(self, images: Sequence, captions: Sequence[str]) -> np.ndarray:
-        pixels = _uint8_batch(images).to(self.device)  # (N, 3, H, W)
-        scores = [float(self.clip(pixels[i : i + 1], [caption])) for i, caption in enumerate(captions)]
-        return np.asarray(scores, dtype=np.float64)
-
-
-def load_quality_scorer(model: str, device: str | torch.device | None = None):
-    """`ToyQualityScorer` for the toy model, `TorchmetricsQualityScorer` otherwise."""
     if model == "toy":
+        if inception_weights is not None or str(clip_model) != DEFAULT_CLIP:
+            raise ValueError("the Inception weights and the CLIP model choose the Stable Diffusion scorer; the toy "
+                             "model scores with its own CLIP")
         from .scoring import load_scorer
 
         return ToyQualityScorer(load_scorer("toy", device=device))
-    return TorchmetricsQualityScorer(device)
+    return TorchmetricsQualityScorer(device, inception_weights, clip_model)
 
 
 def _unit_path(out: Path, start: int, column: str) -> Path:
