@@ -300,11 +300,20 @@ def test_sessions_with_different_methods_do_not_cross(sd1):
 
 
 def test_automatic_preservation_adds_the_derived_prompts(sd1):
+    from time_core.methods.diff_quickfix import preservation_pairs
     from time_core.methods.preservation import auto_preservation
 
     plan = auto_preservation(sd1, ["a pack of roses"], ["a pack of blue roses"])
     auto = compute_edit(sd1, "a pack of roses", "a pack of blue roses", preserve="auto", method="diff-quickfix")
-    listed = compute_edit(sd1, "a pack of roses", "a pack of blue roses", preserve=list(plan.prompts),
-                          method="diff-quickfix")
     assert auto.preserve == plan.prompts and auto.preserve
-    assert all(torch.equal(a, b) for a, b in zip(auto.tensors().values(), listed.tensors().values()))
+    # the weight: the method's strength × λ (0.01) over the mean squared norm of the preservation keys
+    method = METHODS["diff-quickfix"]
+    K_keep, _ = preservation_pairs(sd1.text_encoder, sd1.tokenizer, plan.prompts, augment=method.auto_preserve_augment)
+    expected = method.auto_preserve_strength * 0.01 / float((K_keep**2).sum(dim=1).mean())
+    assert auto.preserve_weight == pytest.approx(expected, rel=1e-12)
+    # the same edit as the derived prompts listed by hand at that weight
+    by_hand = prepare_quickfix(sd1.text_encoder, sd1.tokenizer, "a pack of roses", "a pack of blue roses",
+                               preserve=plan.prompts, preserve_weight=expected,
+                               augment_preserve=method.auto_preserve_augment).solve(0.01)
+    W = find_projection(sd1.text_encoder, OUT_PROJ_PATH).weight.detach().double()
+    assert torch.allclose(W + auto.deltas[0], by_hand, atol=1e-9)

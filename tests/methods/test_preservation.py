@@ -5,10 +5,9 @@ import torch
 
 import time_core
 from time_core.methods.preservation import (
-    WEIGHT_GRID,
     auto_preservation,
     nearest_words,
-    pick_preserve_weight,
+    relative_preserve_weight,
 )
 from time_core.prompts import build_pairs
 
@@ -35,53 +34,58 @@ def test_nearest_words_by_hand(tokenizer):
     assert nearest_words(tokenizer, table, "green", 2, exclude=["blue"]) == ("red", "yellow")
     # rows far smaller than the query's (untrained) are never candidates, however they point
     assert nearest_words(tokenizer, table, "green", 10) == ("blue", "red", "yellow", "dog")
+    # the cluster: only the words at least `cluster` times as similar as the nearest one (cosines 0.99, 0.97, 0.71, 0)
+    assert nearest_words(tokenizer, table, "green", 10, cluster=0.9) == ("blue", "red")
+    assert nearest_words(tokenizer, table, "green", 10, cluster=0.5) == ("blue", "red", "yellow")
+    assert nearest_words(tokenizer, table, "green", 1, cluster=0.5) == ("blue",)
     with pytest.raises(ValueError, match="one-token words only"):
         nearest_words(tokenizer, table, "rectangle", 3)
 
 
-def test_auto_preservation_substitutes_the_added_word_and_the_subject(sd1):
+def test_auto_preservation_substitutes_the_added_word_and_optionally_the_subject(sd1):
     plan = auto_preservation(sd1, ["a pack of roses"], ["a pack of blue roses"])
-    assert set(plan.neighbours) == {"blue", "roses"}
-    assert len(plan.neighbours["blue"]) == 2 and len(plan.neighbours["roses"]) == 2
-    expected = [f"a pack of {w} roses" for w in plan.neighbours["blue"]]
-    expected += [f"a pack of {w}" for w in plan.neighbours["roses"]]
-    assert list(plan.prompts) == [p for p in dict.fromkeys(expected)]
+    assert set(plan.neighbours) == {"blue"}  # subjects are off by default
+    assert plan.neighbours["blue"] and len(plan.neighbours["blue"]) <= 8
+    assert list(plan.prompts) == [f"a pack of {w} roses" for w in plan.neighbours["blue"]]
+    table = sd1.text_encoder.get_input_embeddings().weight
+    assert plan.neighbours["blue"] == nearest_words(sd1.tokenizer, table, "blue", 8, ["a", "pack", "of", "roses"], 0.5)
+
+    both = auto_preservation(sd1, ["a pack of roses"], ["a pack of blue roses"], subject_neighbours=2)
+    assert set(both.neighbours) == {"blue", "roses"} and len(both.neighbours["roses"]) == 2
+    expected = [f"a pack of {w} roses" for w in both.neighbours["blue"]]
+    expected += [f"a pack of {w}" for w in both.neighbours["roses"]]
+    assert list(both.prompts) == [p for p in dict.fromkeys(expected)]
     own = {"a", "pack", "of", "blue", "roses"}
-    assert not own & {w for words in plan.neighbours.values() for w in words}
+    assert not own & {w for words in both.neighbours.values() for w in words}
 
 
-def test_pick_preserve_weight_keeps_the_edit_fit():
+def test_relative_preserve_weight():
     generator = torch.Generator().manual_seed(1)
-    d = 6
-    c = torch.randn(3, d, generator=generator, dtype=torch.float64)
-    c_star = c + torch.randn(3, d, generator=generator, dtype=torch.float64)
-    p = c + 0.05 * torch.randn(3, d, generator=generator, dtype=torch.float64)  # preservation close to the source
-    C, C_star = torch.cat([c, p]), torch.cat([c_star, p])
-    # without a limit the largest weight wins; with no loss allowed at all, the smallest is the fallback
-    assert pick_preserve_weight(C, C_star, 3, 0.1, max_fit_loss=float("inf")) == max(WEIGHT_GRID)
-    assert pick_preserve_weight(C, C_star, 3, 0.1, max_fit_loss=-1.0) == min(WEIGHT_GRID)
-    chosen = pick_preserve_weight(C, C_star, 3, 0.1)
-    assert chosen in WEIGHT_GRID
-    # the choice is the largest weight whose fit loss is within the limit: recompute the fits by hand
-    from time_core.solver import build_system
-
-    def fit(weight):
-        M = build_system(C, C_star, torch.tensor([1.0] * 3 + [weight] * 3, dtype=torch.float64)).solve(0.1)
-        return float(((c @ M.T - c_star) ** 2).sum() / ((c_star - c) ** 2).sum())
-
-    allowed = [w for w in WEIGHT_GRID if fit(w) <= fit(0.0) + 0.1]
-    assert chosen == (max(allowed) if allowed else min(WEIGHT_GRID))
-    with pytest.raises(ValueError, match="num_edit_pairs"):
-        pick_preserve_weight(C, C_star, 6, 0.1)
+    C_keep = 3.0 * torch.randn(5, 6, generator=generator, dtype=torch.float64)
+    mean_square = float((C_keep**2).sum(dim=1).mean())
+    assert relative_preserve_weight(C_keep, 0.1, 0.5) == pytest.approx(0.5 * 0.1 / mean_square, rel=1e-12)
+    assert relative_preserve_weight(C_keep, 0.1, 4.0) == pytest.approx(4.0 * 0.1 / mean_square, rel=1e-12)
+    # scale-free: embeddings 10× larger get a weight 100× smaller, so the solve is the same up to the scale
+    assert relative_preserve_weight(10 * C_keep, 0.1, 1.0) == pytest.approx(relative_preserve_weight(C_keep, 0.1, 1.0) / 100)
+    with pytest.raises(ValueError, match="non-empty"):
+        relative_preserve_weight(C_keep[:0], 0.1, 1.0)
+    with pytest.raises(ValueError, match="must be > 0"):
+        relative_preserve_weight(C_keep, 0.0, 1.0)
 
 
 def test_compute_edit_with_automatic_preservation(sd1):
     edit = time_core.compute_edit(sd1, "a pack of roses", "a pack of blue roses", preserve="auto")
     plan = auto_preservation(sd1, ["a pack of roses"], ["a pack of blue roses"])
-    assert edit.preserve == plan.prompts and edit.preserve_weight in WEIGHT_GRID
-    # the same edit built by hand from the derived prompts, unaugmented, with the chosen weight
+    assert edit.preserve == plan.prompts
+    # the same edit built by hand from the derived prompts, unaugmented, with the weight relative to λ = 0.1
     C, C_star, weights = build_pairs(sd1, ["a pack of roses"], ["a pack of blue roses"], True, plan.prompts,
-                                     edit.preserve_weight, augment_preserve=False)
+                                     1.0, augment_preserve=False)
+    length = sd1.tokenizer.model_max_length
+    num_edit = 4 * length  # the edit and its three augmentations, every position; the preservation rows follow
+    assert C.shape[0] == (4 + len(plan.prompts)) * length
+    strength = time_core.METHODS["time"].auto_preserve_strength
+    assert edit.preserve_weight == pytest.approx(relative_preserve_weight(C[num_edit:], 0.1, strength), rel=1e-12)
+    weights[num_edit:] = edit.preserve_weight
     from time_core.solver import build_system
 
     M = build_system(C, C_star, weights).solve(0.1)

@@ -2,32 +2,34 @@ r"""
 Automatic preservation (`preserve="auto"`): the prompts an edit should leave alone, derived from the model itself.
 
 Preservation pairs (prompts whose target is themselves; the idea of UCE, Gandikota et al. 2024) fix what they name, but
-a user does not know what to name. The automatic set names the two things an edit most often drags along:
+a user does not know what to name. The automatic set names what an edit most often drags along, **the other values of
+the edited attribute**: the destination's added words (those the token alignment does not match to a source token:
+"green" in "a circle" → "a green circle") are replaced, one at a time, by their neighbours in the text encoder's
+token-embedding table ("a blue circle", "a yellow circle", ...): prompts that state another value and must keep it.
 
-1. **Other values of the edited attribute.** The destination's added words (those the token alignment does not match
-   to a source token: "green" in "a circle" → "a green circle") are replaced, one at a time, by their
-   `ATTRIBUTE_NEIGHBOURS` nearest words in the text encoder's token-embedding table ("a blue circle", "a yellow
-   circle", ...): prompts that state another value and must keep it.
-2. **Look-alike concepts.** The source's subject (its last word: "circle") is replaced by its `SUBJECT_NEIGHBOURS`
-   nearest words ("a oval"): concepts the model holds close, which should keep their own assumptions.
+A word's neighbours are ranked by cosine similarity of the input token embeddings among whole-word, alphabetic tokens
+of the tokenizer's vocabulary whose embedding norm is at least `MIN_NORM_RATIO` times the query word's (rows the model
+hardly trained — in a small model, most of a 49,408-token vocabulary — carry no meaning and are left out). The
+neighbours kept are the word's *cluster*: those whose similarity is at least `ATTRIBUTE_CLUSTER` times the nearest
+one's, at most `MAX_ATTRIBUTE_NEIGHBOURS` of them (the colours of "green" are all kept; a word with one close sibling
+keeps one). Words of the edit's own prompts are never candidates, nor inflections of the query word (one a prefix of
+the other: "greens" for "green"). Look-alike concepts of the source's subject (its nearest words, substituted into
+the source: "a oval" for "a circle") can be added with `subject_neighbours`; they are off by default (see below).
+Nothing here reads a benchmark: only the tokenizer, the embedding table and the edit's own prompts.
 
-Nearest words are ranked by cosine similarity of the input token embeddings among whole-word, alphabetic tokens of the
-tokenizer's vocabulary whose embedding norm is at least `MIN_NORM_RATIO` times the query word's (rows the model hardly
-trained — in a small model, most of a 49,408-token vocabulary — carry no meaning and are left out). Words of the edit's
-own prompts are never candidates, nor inflections of the query word (one a prefix of the other: "circles" for
-"circle"), which name the same concept and should follow the edit. Nothing here reads a benchmark: only the tokenizer, the embedding table and the edit's
-own prompts.
+The preservation prompts are used without augmentations (they are many, and each already names one alternative), with
+the weight of `relative_preserve_weight`: `PRESERVE_STRENGTH · λ / mean ‖c‖²` over their embedding rows, i.e. a
+preservation row weighs `PRESERVE_STRENGTH` times what the regulariser `λ ‖W' − W‖²` weighs along it. A weight on this
+scale is needed: a row of squared norm ‖c‖² ≫ λ pins `W` along itself already at weights far below 1, and so does
+every row close to it — a fixed weight of 0.1 or more also froze the edit's plurals.
 
-The preservation prompts are used without augmentations (they are many, and each already names one alternative), and
-their weight is picked per edit by `pick_preserve_weight`: the largest weight of `WEIGHT_GRID` that keeps the edit's
-own fit within `MAX_FIT_LOSS` of the fit without preservation, in embedding space at the method's default λ.
+The settings were chosen on the Shapes world's validation set (`shapes_validation`: edits that no test entry makes):
+all attribute neighbours at strength 2 kept explicit colours (leak 12% → 1%) at no cost in generality, while the two
+subject neighbours that the token table gives on the toy model (pieces such as "als" of "ovals", "angles" of
+"triangles") cut the plurals from 90% to 65%; `time_core/shapes/TRAINING.md` has the table.
 
-The two neighbour counts were chosen on the Shapes world's validation set (`shapes_validation`: edits that no test
-entry makes), comparing 2 and 3 (with 0 and 2) neighbours: more attribute neighbours kept more explicit colours but cut
-the edit's reach into plurals and scenes (`time_core/shapes/TRAINING.md` has the numbers).
-
-Cost: one `(V, d)` × `(d,)` product per query word, the tokenization of the vocabulary's strings, the encoding of the
-preservation prompts (one text-encoder call each, batched with the edit's), and one factorisation per grid weight.
+Cost: one `(V, d)` × `(d,)` product per query word, the tokenization of the vocabulary's strings, and the encoding of
+the preservation prompts (one text-encoder call each, batched with the edit's); the solve is that of any edit.
 """
 
 from __future__ import annotations
@@ -41,21 +43,19 @@ import torch
 from ..prompts import align_tokens
 
 __all__ = [
-    "ATTRIBUTE_NEIGHBOURS",
+    "ATTRIBUTE_CLUSTER",
     "AutoPreservation",
-    "MAX_FIT_LOSS",
+    "MAX_ATTRIBUTE_NEIGHBOURS",
     "SUBJECT_NEIGHBOURS",
-    "WEIGHT_GRID",
     "auto_preservation",
     "nearest_words",
-    "pick_preserve_weight",
+    "relative_preserve_weight",
 ]
 
-ATTRIBUTE_NEIGHBOURS: int = 2
-SUBJECT_NEIGHBOURS: int = 2
+ATTRIBUTE_CLUSTER: float = 0.5
+MAX_ATTRIBUTE_NEIGHBOURS: int = 8
+SUBJECT_NEIGHBOURS: int = 0
 MIN_NORM_RATIO: float = 0.6
-WEIGHT_GRID: tuple[float, ...] = (10.0, 3.0, 1.0, 0.3, 0.1)
-MAX_FIT_LOSS: float = 0.1
 _WORD_END = "</w>"
 
 
@@ -81,7 +81,8 @@ def _word(token: str) -> str | None:
     return word if word.isalpha() else None
 
 
-def nearest_words(tokenizer, embeddings: torch.Tensor, word: str, k: int, exclude: Sequence[str] = ()) -> tuple[str, ...]:
+def nearest_words(tokenizer, embeddings: torch.Tensor, word: str, k: int, exclude: Sequence[str] = (),
+                  cluster: float | None = None) -> tuple[str, ...]:
     r"""
     The `k` words of the vocabulary nearest to `word` by cosine similarity of the input token embeddings.
 
@@ -91,6 +92,8 @@ def nearest_words(tokenizer, embeddings: torch.Tensor, word: str, k: int, exclud
         word (`str`): a word that is one token.
         k (`int`): how many neighbours.
         exclude (`Sequence[str]`, *optional*): words never returned.
+        cluster (`float`, *optional*): keep only the words whose similarity is at least this fraction of the nearest
+            word's (`None`: no such limit).
 
     Returns:
         `tuple[str, ...]`: up to `k` words, nearest first (fewer when the vocabulary has fewer candidates).
@@ -104,13 +107,16 @@ def nearest_words(tokenizer, embeddings: torch.Tensor, word: str, k: int, exclud
     similarity = (table @ query) / (norms * norms[ids[0]]).clamp_min(1e-12)  # (V,)
     similarity[norms < MIN_NORM_RATIO * norms[ids[0]]] = -2.0  # rows the model hardly trained
     excluded = {word, *exclude}
-    found = []
+    found, nearest = [], None
     for index in similarity.argsort(descending=True).tolist():
         if len(found) == k or similarity[index] <= -2.0:
             break
         candidate = _word(tokenizer.convert_ids_to_tokens(index))
         inflection = candidate and (candidate.startswith(word) or word.startswith(candidate))  # "circles": same concept
         if candidate and candidate not in excluded and not inflection:
+            nearest = float(similarity[index]) if nearest is None else nearest
+            if cluster is not None and float(similarity[index]) < cluster * nearest:
+                break
             found.append(candidate)
     return tuple(found)
 
@@ -150,8 +156,9 @@ def auto_preservation(
     pipe,
     sources: Sequence[str],
     destinations: Sequence[str],
-    attribute_neighbours: int = ATTRIBUTE_NEIGHBOURS,
+    attribute_neighbours: int = MAX_ATTRIBUTE_NEIGHBOURS,
     subject_neighbours: int = SUBJECT_NEIGHBOURS,
+    cluster: float = ATTRIBUTE_CLUSTER,
 ) -> AutoPreservation:
     r"""
     Derives the preservation prompts of an edit from the model's tokenizer and token embeddings (see the module
@@ -161,8 +168,11 @@ def auto_preservation(
         pipe: the pipeline (its `tokenizer` and `text_encoder` are read, never written).
         sources (`Sequence[str]`): the edit's source prompts.
         destinations (`Sequence[str]`): their destinations.
-        attribute_neighbours (`int`, *optional*, defaults to `ATTRIBUTE_NEIGHBOURS`): neighbours per added word.
-        subject_neighbours (`int`, *optional*, defaults to `SUBJECT_NEIGHBOURS`): neighbours per subject.
+        attribute_neighbours (`int`, *optional*, defaults to `MAX_ATTRIBUTE_NEIGHBOURS`): the most neighbours per
+            added word.
+        subject_neighbours (`int`, *optional*, defaults to `SUBJECT_NEIGHBOURS`): neighbours per subject (0: none).
+        cluster (`float`, *optional*, defaults to `ATTRIBUTE_CLUSTER`): an added word keeps the neighbours whose
+            similarity is at least this fraction of its nearest neighbour's.
 
     Returns:
         `AutoPreservation`: the prompts (never one of the edit's own prompts) and the neighbours found.
@@ -175,55 +185,31 @@ def auto_preservation(
     for source, destination in zip(sources, destinations):
         added, subject = _edit_words(tokenizer, source, destination)
         for word in added:
-            neighbours[word] = nearest_words(tokenizer, embeddings, word, attribute_neighbours, own)
+            neighbours[word] = nearest_words(tokenizer, embeddings, word, attribute_neighbours, own, cluster)
             prompts.update(dict.fromkeys(_replace(destination, word, other, last=False) for other in neighbours[word]))
-        if subject is not None:
+        if subject is not None and subject_neighbours > 0:
             neighbours[subject] = nearest_words(tokenizer, embeddings, subject, subject_neighbours, own)
             prompts.update(dict.fromkeys(_replace(source, subject, other, last=True) for other in neighbours[subject]))
     kept = tuple(p for p in prompts if p not in set(sources) | set(destinations))
     return AutoPreservation(prompts=kept, neighbours=neighbours)
 
 
-def pick_preserve_weight(
-    C: torch.Tensor,
-    C_star: torch.Tensor,
-    num_edit_pairs: int,
-    lam: float,
-    grid: Sequence[float] = WEIGHT_GRID,
-    max_fit_loss: float = MAX_FIT_LOSS,
-) -> float:
+def relative_preserve_weight(C_keep: torch.Tensor, lam: float, strength: float) -> float:
     r"""
-    The largest weight of `grid` for the preservation pairs that keeps the edit's own fit: the relative residual
-    `Σ ‖M c − c*‖² / Σ ‖c − c*‖²` over the edit's pairs grows by at most `max_fit_loss` over its value without
-    preservation. Solved in embedding space (TIME's `M`), one factorisation per weight.
+    The weight of automatic preservation pairs: `strength · λ / mean ‖c‖²` over their rows, so that each pair weighs
+    `strength` times what the regulariser `λ ‖W' − W‖²` weighs along it, whatever the scale of the embeddings.
 
     Args:
-        C (`torch.Tensor`): `(N, d)` source embeddings, the edit's `num_edit_pairs` pairs first, then the preservation
-            pairs.
-        C_star (`torch.Tensor`): `(N, d)` their targets (a preservation pair's target is itself).
-        num_edit_pairs (`int`): how many of the pairs belong to the edit.
-        lam (`float`): the λ at which the fit is measured (the method's default).
-        grid (`Sequence[float]`, *optional*): candidate weights, tried from the largest.
-        max_fit_loss (`float`, *optional*): the allowed growth of the relative residual.
+        C_keep (`torch.Tensor`): `(M, d)` the preservation pairs' embeddings (their own targets).
+        lam (`float`): the λ the weight is set against (the method's default).
+        strength (`float`): the ratio to the regulariser (each method's `auto_preserve_strength`).
 
     Returns:
-        `float`: the chosen weight (the smallest of `grid` when none keeps the fit).
+        `float`: the weight of every preservation pair.
     """
-    from ..solver import build_system
-
-    if not 0 < num_edit_pairs < C.shape[0]:
-        raise ValueError(f"num_edit_pairs must lie in (0, {C.shape[0]}), got {num_edit_pairs}")
-    c, c_star = C[:num_edit_pairs].double(), C_star[:num_edit_pairs].double()  # (n, d)
-    reach = ((c_star - c) ** 2).sum().clamp_min(1e-12)
-
-    def fit(weight: float) -> float:
-        weights = torch.ones(C.shape[0], dtype=torch.float64, device=C.device)
-        weights[num_edit_pairs:] = weight
-        M = build_system(C, C_star, weights).solve(lam)  # (d, d)
-        return float(((c @ M.T - c_star) ** 2).sum() / reach)
-
-    baseline = fit(0.0)
-    for weight in sorted(grid, reverse=True):
-        if fit(weight) <= baseline + max_fit_loss:
-            return float(weight)
-    return float(min(grid))
+    if C_keep.ndim != 2 or C_keep.shape[0] == 0:
+        raise ValueError(f"C_keep must be a non-empty (M, d) matrix, got shape {tuple(C_keep.shape)}")
+    if not (lam > 0 and strength > 0):
+        raise ValueError(f"lam and strength must be > 0, got lam={lam}, strength={strength}")
+    mean_square = float((C_keep.double() ** 2).sum(dim=-1).mean())
+    return strength * lam / max(mean_square, 1e-12)

@@ -196,6 +196,7 @@ class TimeMethod(EditingMethod):
     edit_class: ClassVar[type[BaseEdit]] = Edit
     summary: ClassVar[str] = "TIME (Orgad et al., ICCV 2023): UNet cross-attention keys and values"
     features: ClassVar[frozenset[str]] = frozenset({"values_only", "auto_preserve"})
+    auto_preserve_strength: ClassVar[float] = 0.5  # chosen on shapes_validation (time_core/shapes/TRAINING.md)
 
     def prepare(
         self,
@@ -214,7 +215,8 @@ class TimeMethod(EditingMethod):
             raise ValueError(f"got {len(sources)} source prompts but {len(destinations)} destination prompts")
         check_architecture(pipe)
         if is_auto_preserve(preserve):
-            C, C_star, weights, preserve, preserve_weight = _auto_pairs(pipe, sources, destinations, augment)
+            C, C_star, weights, preserve, preserve_weight = _auto_pairs(pipe, sources, destinations, augment,
+                                                                          self.auto_preserve_strength)
         else:
             preserve = preserve_prompts(preserve)
             preserve_weight = check_preserve_weight(preserve_weight)
@@ -232,10 +234,10 @@ class TimeMethod(EditingMethod):
         )
 
 
-def _auto_pairs(pipe, sources: tuple[str, ...], destinations: tuple[str, ...], augment: bool):
+def _auto_pairs(pipe, sources: tuple[str, ...], destinations: tuple[str, ...], augment: bool, strength: float):
     """The pairs of an edit with automatic preservation (`time_core.methods.preservation`): the derived prompts
-    (without augmentations) and the weight picked for them. Returns `C`, `C_star`, `weights`, the prompts, the weight."""
-    from .preservation import auto_preservation, pick_preserve_weight
+    (without augmentations) and their weight, `strength` times the regulariser's at λ = 0.1. Returns `C`, `C_star`, `weights`, the prompts, the weight."""
+    from .preservation import auto_preservation, relative_preserve_weight
 
     preserve = auto_preservation(pipe, sources, destinations).prompts
     if not preserve:
@@ -244,6 +246,6 @@ def _auto_pairs(pipe, sources: tuple[str, ...], destinations: tuple[str, ...], a
     C, C_star, weights = build_pairs(pipe, sources, destinations, augment, preserve, 1.0, augment_preserve=False)
     edit_prompts = len(augment_pairs(sources, destinations, augment))
     num_edit = edit_prompts * (C.shape[0] // (edit_prompts + len(preserve)))  # pairs per prompt: the context length
-    weight = pick_preserve_weight(C, C_star, num_edit, DEFAULT_LAM)
+    weight = relative_preserve_weight(C[num_edit:], DEFAULT_LAM, strength)
     weights[num_edit:] = weight
     return C, C_star, weights, preserve, weight

@@ -277,6 +277,9 @@ class DiffQuickFixMethod(EditingMethod):
     edit_class: ClassVar[type[BaseEdit]] = QuickFixEdit
     summary: ClassVar[str] = "Diff-QuickFix (Basu et al., ICLR 2024): first self-attention out_proj of the text encoder"
     features: ClassVar[frozenset[str]] = frozenset({"auto_preserve"})
+    # automatic preservation, chosen on shapes_validation (time_core/shapes/TRAINING.md)
+    auto_preserve_strength: ClassVar[float] = 1000.0
+    auto_preserve_augment: ClassVar[bool] = True
 
     def prepare(
         self,
@@ -293,8 +296,10 @@ class DiffQuickFixMethod(EditingMethod):
         Raises:
             `ValueError`: `edit_keys=False` (a TIME option: Diff-QuickFix has no keys and values to choose between),
                 lists of different lengths, a bad weight. `preserve="auto"` derives the prompts from the model
-                (`time_core.methods.preservation.auto_preservation`) and uses them as an explicit list would be used
-                (with the augmentations, at `preserve_weight`).
+                (`time_core.methods.preservation.auto_preservation`) and uses them with their augmentations
+                (`auto_preserve_augment`) at the weight `relative_preserve_weight` sets from each encoder's
+                preservation keys, λ = 0.01 and `auto_preserve_strength` (`preserve_weight` is ignored; the edit
+                records the first encoder's weight).
             `PromptError`: an empty or over-long prompt.
         """
         if not edit_keys:
@@ -306,17 +311,24 @@ class DiffQuickFixMethod(EditingMethod):
         destinations = as_prompts(destination, "destination")
         if len(sources) != len(destinations):
             raise ValueError(f"got {len(sources)} source prompts but {len(destinations)} destination prompts")
-        if is_auto_preserve(preserve):
+        auto = is_auto_preserve(preserve)
+        if auto:
             from ..preservation import auto_preservation
 
             preserve = auto_preservation(pipe, sources, destinations).prompts
         preserve = preserve_prompts(preserve)
         preserve_weight = check_preserve_weight(preserve_weight)
+        options = {}
+        if auto:
+            options = dict(augment_preserve=self.auto_preserve_augment, preserve_strength=self.auto_preserve_strength)
         encoders = text_encoders(pipe)
         problems = tuple(
-            prepare_quickfix(encoder, tokenizer, sources, destinations, bool(augment), path, preserve, preserve_weight)
+            prepare_quickfix(encoder, tokenizer, sources, destinations, bool(augment), path, preserve, preserve_weight,
+                             **options)
             for _, encoder, tokenizer, path in encoders
         )
+        if auto:
+            preserve_weight = problems[0].preserve_weight  # the first encoder's; each encoder's is set from its keys
         return QuickFixEditProblem(
             layers=tuple((name, path) for name, _, _, path in encoders),
             problems=problems,

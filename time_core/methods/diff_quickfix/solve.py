@@ -20,12 +20,13 @@ outputs `W' k_j + b` are off by `b`), this module minimises the objective above 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from ...solver import check_lam
+from ..preservation import relative_preserve_weight
 from .layer import OUT_PROJ_PATH, find_projection
 from .pairs import preservation_pairs, quickfix_pairs
 
@@ -46,6 +47,7 @@ class QuickFixProblem:
         s (`torch.Tensor`): eigenvalues of `K Kᵀ` (or `KᵀK`), clamped at 0, `(r,)`, float64.
         B (`torch.Tensor`): `Uᵀ K` (or `Qᵀ`), `(r, d_in)`, float64.
         num_pairs (`int`): the number `N` of (key, value) pairs.
+        preserve_weight (`float`): the weight of its preservation pairs (0 when it has none).
     """
 
     weight: torch.Tensor  # (d_out, d_in)
@@ -53,6 +55,7 @@ class QuickFixProblem:
     s: torch.Tensor  # (r,)
     B: torch.Tensor  # (r, d_in)
     num_pairs: int
+    preserve_weight: float = 0.0
 
     @classmethod
     def from_pairs(
@@ -150,18 +153,32 @@ def prepare_quickfix(
     path: str = OUT_PROJ_PATH,
     preserve: str | Sequence[str] = (),
     preserve_weight: float = 1.0,
+    augment_preserve: bool | None = None,
+    preserve_strength: float | None = None,
 ) -> QuickFixProblem:
     """Collects the pairs (`quickfix_pairs`, and `preservation_pairs` of `preserve` weighted by `preserve_weight`)
     and factorises the solve for the layer at `path`.
 
+    Args:
+        augment_preserve (`bool`, *optional*): add the augmentations of the preservation prompts; `None` follows
+            `augment`.
+        preserve_strength (`float`, *optional*): when given, the preservation pairs weigh
+            `relative_preserve_weight(K_keep, DEFAULT_LAM, preserve_strength)` (automatic preservation) instead of
+            `preserve_weight`.
+
     Returns:
-        `QuickFixProblem`: `.solve(lam)` gives `W'` for `encode_with_weight`.
+        `QuickFixProblem`: `.solve(lam)` gives `W'` for `encode_with_weight`; its `preserve_weight` is the weight used.
     """
     K, V = quickfix_pairs(text_encoder, tokenizer, sources, destinations, augment, path)  # (N, d_in), (N, d_out)
-    K_keep, V_keep = preservation_pairs(text_encoder, tokenizer, preserve, augment, path)  # (M, d_in), (M, d_out)
-    weights = None
+    augment_preserve = augment if augment_preserve is None else augment_preserve
+    K_keep, V_keep = preservation_pairs(text_encoder, tokenizer, preserve, augment_preserve, path)  # (M, d_in), (M, d_out)
+    weights, weight = None, 0.0
     if K_keep.shape[0]:
-        weights = torch.cat([K.new_ones(K.shape[0]), K.new_full((K_keep.shape[0],), float(preserve_weight))])
+        weight = float(preserve_weight)
+        if preserve_strength is not None:
+            weight = relative_preserve_weight(K_keep, DEFAULT_LAM, preserve_strength)
+        weights = torch.cat([K.new_ones(K.shape[0]), K.new_full((K_keep.shape[0],), weight)])
         K, V = torch.cat([K, K_keep.to(K.device)]), torch.cat([V, V_keep.to(V.device)])
     layer = find_projection(text_encoder, path)
-    return QuickFixProblem.from_pairs(K, V, layer.weight, layer.bias, weights)
+    problem = QuickFixProblem.from_pairs(K, V, layer.weight, layer.bias, weights)
+    return replace(problem, preserve_weight=weight)
