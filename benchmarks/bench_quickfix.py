@@ -67,6 +67,11 @@ def main() -> None:
         print(f"  end to end                       {1e3 * t_quickfix:8.1f} ms   peak memory added "
               f"{memory.added_mb:6.1f} MB   (target ≤ {TARGET_SECONDS:.0f} s: "
               f"{'met' if t_quickfix <= TARGET_SECONDS else 'NOT met'})")
+        t_auto, auto = timed(lambda: compute_edit(pipe, SOURCE, DESTINATION, method="diff-quickfix", preserve="auto"),
+                             args.repeats)
+        print(f"  with preserve='auto'             {1e3 * t_auto:8.1f} ms   {t_auto / t_quickfix:.2f}x the plain edit "
+              f"({len(auto.preserve)} derived prompts, weight {auto.preserve_weight:g}; target ≤ 3x: "
+              f"{'met' if t_auto <= 3 * t_quickfix else 'NOT met'})")
         print(f"TIME compute_edit end to end       {1e3 * t_time:8.1f} ms")
         print(f"ratio Diff-QuickFix / TIME: {t_quickfix / t_time:.2f}")
 

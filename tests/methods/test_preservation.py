@@ -34,6 +34,8 @@ def test_nearest_words_by_hand(tokenizer):
     assert nearest_words(tokenizer, table, "green", 2, exclude=["blue"]) == ("red", "yellow")
     # rows far smaller than the query's (untrained) are never candidates, however they point
     assert nearest_words(tokenizer, table, "green", 10) == ("blue", "red", "yellow", "dog")
+    # inflections of excluded words (the edit's own) are left out too: "dog" excludes "dogs"
+    assert "dog" not in nearest_words(tokenizer, table, "green", 10, exclude=["dogs"])
     # the cluster: only the words at least `cluster` times as similar as the nearest one (cosines 0.99, 0.97, 0.71, 0)
     assert nearest_words(tokenizer, table, "green", 10, cluster=0.9) == ("blue", "red")
     assert nearest_words(tokenizer, table, "green", 10, cluster=0.5) == ("blue", "red", "yellow")

@@ -12,8 +12,8 @@ of the tokenizer's vocabulary whose embedding norm is at least `MIN_NORM_RATIO` 
 hardly trained — in a small model, most of a 49,408-token vocabulary — carry no meaning and are left out). The
 neighbours kept are the word's *cluster*: those whose similarity is at least `ATTRIBUTE_CLUSTER` times the nearest
 one's, at most `MAX_ATTRIBUTE_NEIGHBOURS` of them (the colours of "green" are all kept; a word with one close sibling
-keeps one). Words of the edit's own prompts are never candidates, nor inflections of the query word (one a prefix of
-the other: "greens" for "green"). Look-alike concepts of the source's subject (its nearest words, substituted into
+keeps one). Words of the edit's own prompts are never candidates, nor their inflections (one a prefix of the other, 3
+letters at least: "greens" for "green", "circles" for "circle"). Look-alike concepts of the source's subject (its nearest words, substituted into
 the source: "a oval" for "a circle") can be added with `subject_neighbours`; they are off by default (see below).
 Nothing here reads a benchmark: only the tokenizer, the embedding table and the edit's own prompts.
 
@@ -81,6 +81,13 @@ def _word(token: str) -> str | None:
     return word if word.isalpha() else None
 
 
+def _inflection(candidate: str, words: set[str]) -> bool:
+    """Whether `candidate` and one of `words` (of at least 3 letters) are one a prefix of the other ("circles" and
+    "circle"): inflections name the same concept."""
+    return any(len(w) >= 3 and len(candidate) >= 3 and (candidate.startswith(w) or w.startswith(candidate))
+               for w in words)
+
+
 def nearest_words(tokenizer, embeddings: torch.Tensor, word: str, k: int, exclude: Sequence[str] = (),
                   cluster: float | None = None) -> tuple[str, ...]:
     r"""
@@ -91,7 +98,7 @@ def nearest_words(tokenizer, embeddings: torch.Tensor, word: str, k: int, exclud
         embeddings (`torch.Tensor`): `(V, d)` the text encoder's token-embedding table.
         word (`str`): a word that is one token.
         k (`int`): how many neighbours.
-        exclude (`Sequence[str]`, *optional*): words never returned.
+        exclude (`Sequence[str]`, *optional*): words never returned, nor their inflections (nor the query word's).
         cluster (`float`, *optional*): keep only the words whose similarity is at least this fraction of the nearest
             word's (`None`: no such limit).
 
@@ -112,8 +119,7 @@ def nearest_words(tokenizer, embeddings: torch.Tensor, word: str, k: int, exclud
         if len(found) == k or similarity[index] <= -2.0:
             break
         candidate = _word(tokenizer.convert_ids_to_tokens(index))
-        inflection = candidate and (candidate.startswith(word) or word.startswith(candidate))  # "circles": same concept
-        if candidate and candidate not in excluded and not inflection:
+        if candidate and candidate not in excluded and not _inflection(candidate, excluded):
             nearest = float(similarity[index]) if nearest is None else nearest
             if cluster is not None and float(similarity[index]) < cluster * nearest:
                 break
