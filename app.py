@@ -190,7 +190,7 @@ def method_controls() -> tuple[gr.Radio, gr.Checkbox]:
     with gr.Row(equal_height=True):
         method = gr.Radio(demo.method_choices(), value="time", label="Method", scale=3,
                           info="the edit stack is solved with the method of each run")
-        auto = gr.Checkbox(False, label="Automatic preservation", scale=1, info="keep the model's look-alikes")
+        auto = gr.Checkbox(False, label="Automatic preservation", scale=1, info="keep the attribute's other values")
     return method, auto
 
 

@@ -5,6 +5,7 @@ import torch
 
 import time_core
 from time_core.methods.preservation import (
+    ATTRIBUTE_CLUSTER,
     auto_preservation,
     nearest_words,
     relative_preserve_weight,
@@ -50,7 +51,8 @@ def test_auto_preservation_substitutes_the_added_word_and_optionally_the_subject
     assert plan.neighbours["blue"] and len(plan.neighbours["blue"]) <= 8
     assert list(plan.prompts) == [f"a pack of {w} roses" for w in plan.neighbours["blue"]]
     table = sd1.text_encoder.get_input_embeddings().weight
-    assert plan.neighbours["blue"] == nearest_words(sd1.tokenizer, table, "blue", 8, ["a", "pack", "of", "roses"], 0.5)
+    own = ["a", "pack", "of", "roses"]
+    assert plan.neighbours["blue"] == nearest_words(sd1.tokenizer, table, "blue", 8, own, ATTRIBUTE_CLUSTER)
 
     both = auto_preservation(sd1, ["a pack of roses"], ["a pack of blue roses"], subject_neighbours=2)
     assert set(both.neighbours) == {"blue", "roses"} and len(both.neighbours["roses"]) == 2

@@ -9,24 +9,28 @@ token-embedding table ("a blue circle", "a yellow circle", ...): prompts that st
 
 A word's neighbours are ranked by cosine similarity of the input token embeddings among whole-word, alphabetic tokens
 of the tokenizer's vocabulary whose embedding norm is at least `MIN_NORM_RATIO` times the query word's (rows the model
-hardly trained — in a small model, most of a 49,408-token vocabulary — carry no meaning and are left out). The
-neighbours kept are the word's *cluster*: those whose similarity is at least `ATTRIBUTE_CLUSTER` times the nearest
-one's, at most `MAX_ATTRIBUTE_NEIGHBOURS` of them (the colours of "green" are all kept; a word with one close sibling
-keeps one). Words of the edit's own prompts are never candidates, nor their inflections (one a prefix of the other, 3
-letters at least: "greens" for "green", "circles" for "circle"). Look-alike concepts of the source's subject (its nearest words, substituted into
-the source: "a oval" for "a circle") can be added with `subject_neighbours`; they are off by default (see below).
+hardly trained — in a small model, most of a 49,408-token vocabulary — carry no meaning and are left out). An added
+word keeps its `MAX_ATTRIBUTE_NEIGHBOURS` nearest words with a similarity at least `ATTRIBUTE_CLUSTER` times the nearest
+one's (0: every positively similar word; `nearest_words` can keep a tighter cluster). Words of the edit's own prompts
+are never candidates, nor their inflections (one a prefix of the other, 3 letters at least: "greens" for "green",
+"circles" for "circle"). Look-alike concepts of the source's subject (its nearest words, substituted into the source:
+"a oval" for "a circle") can be added with `subject_neighbours`; they are off by default (see below).
 Nothing here reads a benchmark: only the tokenizer, the embedding table and the edit's own prompts.
 
-The preservation prompts are used without augmentations (they are many, and each already names one alternative), with
-the weight of `relative_preserve_weight`: `PRESERVE_STRENGTH · λ / mean ‖c‖²` over their embedding rows, i.e. a
-preservation row weighs `PRESERVE_STRENGTH` times what the regulariser `λ ‖W' − W‖²` weighs along it. A weight on this
+The preservation prompts are used without augmentations by TIME (they are many, and each already names one
+alternative) and with them by Diff-QuickFix (the method's `auto_preserve_augment`), at the weight of
+`relative_preserve_weight`: `κ · λ / mean ‖c‖²` over their rows, κ the method's `auto_preserve_strength` and λ its
+default, i.e. a preservation row weighs κ times what the regulariser `λ ‖W' − W‖²` weighs along it. A weight on this
 scale is needed: a row of squared norm ‖c‖² ≫ λ pins `W` along itself already at weights far below 1, and so does
 every row close to it — a fixed weight of 0.1 or more also froze the edit's plurals.
 
-The settings were chosen on the Shapes world's validation set (`shapes_validation`: edits that no test entry makes):
-all attribute neighbours at strength 2 kept explicit colours (leak 12% → 1%) at no cost in generality, while the two
-subject neighbours that the token table gives on the toy model (pieces such as "als" of "ovals", "angles" of
-"triangles") cut the plurals from 90% to 65%; `time_core/shapes/TRAINING.md` has the table.
+The settings were chosen on the Shapes world's validation set (`shapes_validation`: edits that no test entry makes,
+with an extra check of every other colour named, `presets/tune_auto_preservation.py`), by the harmonic mean of
+generality and specificity: the 8 nearest attribute words at TIME's strength 0.5 cut its leak into explicitly named
+colours from 35% to 7% with generality unchanged; a tighter cluster (half the nearest word's similarity) left out
+colours the toy model holds less close (9% leak); the two subject neighbours that the token table gives on the toy
+model (pieces such as "als" of "ovals", "angles" of "triangles") cut the plurals from 90% to 65%.
+`time_core/shapes/TRAINING.md` has the tables.
 
 Cost: one `(V, d)` × `(d,)` product per query word, the tokenization of the vocabulary's strings, and the encoding of
 the preservation prompts (one text-encoder call each, batched with the edit's); the solve is that of any edit.
@@ -52,7 +56,7 @@ __all__ = [
     "relative_preserve_weight",
 ]
 
-ATTRIBUTE_CLUSTER: float = 0.5
+ATTRIBUTE_CLUSTER: float = 0.0
 MAX_ATTRIBUTE_NEIGHBOURS: int = 8
 SUBJECT_NEIGHBOURS: int = 0
 MIN_NORM_RATIO: float = 0.6

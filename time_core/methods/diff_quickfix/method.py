@@ -278,7 +278,7 @@ class DiffQuickFixMethod(EditingMethod):
     summary: ClassVar[str] = "Diff-QuickFix (Basu et al., ICLR 2024): first self-attention out_proj of the text encoder"
     features: ClassVar[frozenset[str]] = frozenset({"auto_preserve"})
     # automatic preservation, chosen on shapes_validation (time_core/shapes/TRAINING.md)
-    auto_preserve_strength: ClassVar[float] = 1000.0
+    auto_preserve_strength: ClassVar[float] = 300.0
     auto_preserve_augment: ClassVar[bool] = True
 
     def prepare(
