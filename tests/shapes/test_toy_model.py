@@ -104,6 +104,19 @@ def test_a_measured_leak_and_its_cure_by_a_large_lambda(toy):
     assert oval.count(DEFAULT_COLOURS["oval"]) == 4 and blue.count("blue") == 4, (oval, blue)  # kept
 
 
+def test_automatic_preservation_keeps_the_explicit_colours(toy):
+    # README (automatic preservation): after "a circle" -> "a green circle" at λ = 0.1 with preserve="auto", "a blue
+    # circle" stays blue (it leaks on every seed without it, test above) while the source and "two circles" follow.
+    seeds = [0, 1, 2, 3]
+    edit = time_core.compute_edit(toy, "a circle", "a green circle", preserve="auto")
+    assert "a blue circle" in edit.preserve and "a yellow circle" in edit.preserve
+    prompts = ["a circle", "two circles", "a blue circle", "a yellow circle"]
+    result = time_core.generate(toy, prompts, seeds, edit=edit, original=False, **SETTINGS)
+    source, plural, blue, yellow = [[read_colour(image) for image in row] for row in result.edited]
+    assert source.count("green") == 4 and plural.count("green") >= 3, (source, plural)
+    assert blue.count("blue") == 4 and yellow.count("yellow") == 4, (blue, yellow)
+
+
 def _run_evaluate(out: Path, processes: int) -> dict:
     args = ["-m", "time_core.evaluate", "--preset", "shapes", "--model", "toy", "--classifier", "colour",
             "--seeds", "4", "--seeds-per-unit", "2", "--limit", "2", "--out", str(out)]
