@@ -308,12 +308,34 @@ def test_automatic_preservation_adds_the_derived_prompts(sd1):
     assert auto.preserve == plan.prompts and auto.preserve
     # the weight: the method's strength × λ (0.01) over the mean squared norm of the preservation keys
     method = METHODS["diff-quickfix"]
-    K_keep, _ = preservation_pairs(sd1.text_encoder, sd1.tokenizer, plan.prompts, augment=method.auto_preserve_augment)
+    K_keep, _ = preservation_pairs(sd1.text_encoder, sd1.tokenizer, plan.prompts, augment=method.auto_preserve_augment,
+                                   words_only=method.auto_preserve_words_only)
     expected = method.auto_preserve_strength * 0.01 / float((K_keep**2).sum(dim=1).mean())
     assert auto.preserve_weight == pytest.approx(expected, rel=1e-12)
     # the same edit as the derived prompts listed by hand at that weight
     by_hand = prepare_quickfix(sd1.text_encoder, sd1.tokenizer, "a pack of roses", "a pack of blue roses",
                                preserve=plan.prompts, preserve_weight=expected,
-                               augment_preserve=method.auto_preserve_augment).solve(0.01)
+                               augment_preserve=method.auto_preserve_augment,
+                               preserve_words_only=method.auto_preserve_words_only).solve(0.01)
     W = find_projection(sd1.text_encoder, OUT_PROJ_PATH).weight.detach().double()
     assert torch.allclose(W + auto.deltas[0], by_hand, atol=1e-9)
+
+
+@pytest.mark.parametrize("component", ["text_encoder", "text_encoder_2"])
+def test_preservation_pairs_words_only_equal_the_full_context_rows(sd1, sdxl, component):
+    from time_core.methods.diff_quickfix import preservation_pairs, projection_path
+    from time_core.prompts import augment_pairs
+
+    pipe = sd1 if component == "text_encoder" else sdxl
+    encoder = getattr(pipe, component)
+    tokenizer = pipe.tokenizer if component == "text_encoder" else pipe.tokenizer_2
+    path = projection_path(encoder)
+    prompts = ["a red rose", "a very long prompt about a pack of blue roses"]
+    K_all, V_all = preservation_pairs(encoder, tokenizer, prompts, augment=True, path=path)
+    K, V = preservation_pairs(encoder, tokenizer, prompts, augment=True, path=path, words_only=True)
+    length = tokenizer.model_max_length
+    rows = [i * length + t for i, (p, _) in enumerate(augment_pairs(prompts, prompts, True))
+            for t in range(len(tokenizer(p).input_ids))]  # start token … end-of-text token of every prompt
+    assert K.shape == (len(rows), K_all.shape[1]) and V.shape == (len(rows), V_all.shape[1])
+    # the encoder read the prompts cut after the longest end token; causal attention leaves these rows unchanged
+    assert torch.allclose(K, K_all[rows], atol=1e-5) and torch.allclose(V, V_all[rows], atol=1e-5)

@@ -278,8 +278,9 @@ class DiffQuickFixMethod(EditingMethod):
     summary: ClassVar[str] = "Diff-QuickFix (Basu et al., ICLR 2024): first self-attention out_proj of the text encoder"
     features: ClassVar[frozenset[str]] = frozenset({"auto_preserve"})
     # automatic preservation, chosen on shapes_validation (time_core/shapes/TRAINING.md)
-    auto_preserve_strength: ClassVar[float] = 300.0
+    auto_preserve_strength: ClassVar[float] = 3000.0
     auto_preserve_augment: ClassVar[bool] = True
+    auto_preserve_words_only: ClassVar[bool] = True
 
     def prepare(
         self,
@@ -297,7 +298,8 @@ class DiffQuickFixMethod(EditingMethod):
             `ValueError`: `edit_keys=False` (a TIME option: Diff-QuickFix has no keys and values to choose between),
                 lists of different lengths, a bad weight. `preserve="auto"` derives the prompts from the model
                 (`time_core.methods.preservation.auto_preservation`) and uses them with their augmentations
-                (`auto_preserve_augment`) at the weight `relative_preserve_weight` sets from each encoder's
+                (`auto_preserve_augment`), at their positions up to the end-of-text token
+                (`auto_preserve_words_only`), at the weight `relative_preserve_weight` sets from each encoder's
                 preservation keys, λ = 0.01 and `auto_preserve_strength` (`preserve_weight` is ignored; the edit
                 records the first encoder's weight).
             `PromptError`: an empty or over-long prompt.
@@ -320,7 +322,8 @@ class DiffQuickFixMethod(EditingMethod):
         preserve_weight = check_preserve_weight(preserve_weight)
         options = {}
         if auto:
-            options = dict(augment_preserve=self.auto_preserve_augment, preserve_strength=self.auto_preserve_strength)
+            options = dict(augment_preserve=self.auto_preserve_augment, preserve_strength=self.auto_preserve_strength,
+                           preserve_words_only=self.auto_preserve_words_only)
         encoders = text_encoders(pipe)
         problems = tuple(
             prepare_quickfix(encoder, tokenizer, sources, destinations, bool(augment), path, preserve, preserve_weight,

@@ -142,6 +142,7 @@ def preservation_pairs(
     preserve: str | Sequence[str],
     augment: bool = True,
     path: str = OUT_PROJ_PATH,
+    words_only: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The pairs that keep the layer as it is on `preserve`: its inputs at all `L` positions of each prompt (and, with
     `augment`, of its augmentations) as keys, `W k + b` in float64 as values.
@@ -152,9 +153,14 @@ def preservation_pairs(
         preserve (`str` or `Sequence[str]`): the prompts (a bare string is one prompt; may be empty).
         augment (`bool`, *optional*, defaults to `True`): add the augmentations of every prompt.
         path (`str`, *optional*, defaults to `OUT_PROJ_PATH`): the module path of the edited layer.
+        words_only (`bool`, *optional*, defaults to `False`): keep only the positions from the start token to the
+            end-of-text token of each prompt, not its padding. The encoder then reads the prompts cut after the
+            longest one's end token: its attention is causal, so these positions' inputs are those of the full
+            context.
 
     Returns:
-        `K` `(N, d_in)` and `V` `(N, d_out)`, float64, `N = L ×` the number of prompts (0 for none).
+        `K` `(N, d_in)` and `V` `(N, d_out)`, float64, `N = L ×` the number of prompts (0 for none; with `words_only`,
+        the sum of the prompts' token counts).
     """
     preserve = preserve_prompts(preserve)
     layer = find_projection(text_encoder, path)
@@ -164,10 +170,15 @@ def preservation_pairs(
         return empty, W.new_zeros((0, W.shape[0]))
     _context_length(text_encoder, tokenizer)
     prompts = [p for p, _ in augment_pairs(preserve, preserve, augment)]
-    ids, _ = tokenize_prompts(tokenizer, prompts)  # (P, L)
-    inputs, _ = projection_io(text_encoder, ids, path)  # (P, L, d_in)
-    K = inputs.reshape(-1, inputs.shape[-1])  # (P·L, d_in)
-    V = K @ W.T  # (P·L, d_out)
+    ids, last = tokenize_prompts(tokenizer, prompts)  # (P, L), (P,)
+    if words_only:
+        counts = last + 2  # start token … end-of-text token
+        ids = ids[:, : int(counts.max())]  # (P, T)
+    inputs, _ = projection_io(text_encoder, ids, path)  # (P, L or T, d_in)
+    if words_only:
+        inputs = torch.cat([row[: int(n)] for row, n in zip(inputs, counts)])[None]  # (1, Σ counts, d_in)
+    K = inputs.reshape(-1, inputs.shape[-1])  # (N, d_in)
+    V = K @ W.T  # (N, d_out)
     if layer.bias is not None:
         V = V + layer.bias.detach().to(torch.float64)
     return K, V

@@ -155,6 +155,7 @@ def prepare_quickfix(
     preserve_weight: float = 1.0,
     augment_preserve: bool | None = None,
     preserve_strength: float | None = None,
+    preserve_words_only: bool = False,
 ) -> QuickFixProblem:
     """Collects the pairs (`quickfix_pairs`, and `preservation_pairs` of `preserve` weighted by `preserve_weight`)
     and factorises the solve for the layer at `path`.
@@ -162,6 +163,8 @@ def prepare_quickfix(
     Args:
         augment_preserve (`bool`, *optional*): add the augmentations of the preservation prompts; `None` follows
             `augment`.
+        preserve_words_only (`bool`, *optional*, defaults to `False`): preservation pairs at the prompts' positions up
+            to their end-of-text token only (`preservation_pairs(..., words_only=True)`).
         preserve_strength (`float`, *optional*): when given, the preservation pairs weigh
             `relative_preserve_weight(K_keep, DEFAULT_LAM, preserve_strength)` (automatic preservation) instead of
             `preserve_weight`.
@@ -171,7 +174,8 @@ def prepare_quickfix(
     """
     K, V = quickfix_pairs(text_encoder, tokenizer, sources, destinations, augment, path)  # (N, d_in), (N, d_out)
     augment_preserve = augment if augment_preserve is None else augment_preserve
-    K_keep, V_keep = preservation_pairs(text_encoder, tokenizer, preserve, augment_preserve, path)  # (M, d_in), (M, d_out)
+    K_keep, V_keep = preservation_pairs(text_encoder, tokenizer, preserve, augment_preserve, path,
+                                        preserve_words_only)  # (M, d_in), (M, d_out)
     weights, weight = None, 0.0
     if K_keep.shape[0]:
         weight = float(preserve_weight)
