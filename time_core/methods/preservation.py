@@ -18,7 +18,8 @@ are never candidates, nor their inflections (one a prefix of the other, 3 letter
 Nothing here reads a benchmark: only the tokenizer, the embedding table and the edit's own prompts.
 
 The preservation prompts are used without augmentations by TIME (they are many, and each already names one
-alternative) and with them by Diff-QuickFix (the method's `auto_preserve_augment`), at the weight of
+alternative) and with them by Diff-QuickFix (the method's `auto_preserve_augment`; it reads them up to their end
+tokens, `auto_preserve_words_only`), at the weight of
 `relative_preserve_weight`: `κ · λ / mean ‖c‖²` over their rows, κ the method's `auto_preserve_strength` and λ its
 default, i.e. a preservation row weighs κ times what the regulariser `λ ‖W' − W‖²` weighs along it. A weight on this
 scale is needed: a row of squared norm ‖c‖² ≫ λ pins `W` along itself already at weights far below 1, and so does
