@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["EditSystem", "build_system", "check_lam", "edit_matrix", "naive_edited_weight"]
+__all__ = ["EditSystem", "build_system", "check_lam", "edit_matrix", "factorise", "naive_edited_weight"]
 
 
 def check_lam(lam: float) -> float:
@@ -85,21 +85,43 @@ def build_system(C: torch.Tensor, C_star: torch.Tensor, weights: torch.Tensor | 
         raise ValueError("C is empty: an edit needs at least one pair of embeddings")
     C = C.detach().to(dtype=torch.float64)  # (N, d)
     D = C_star.detach().to(dtype=torch.float64) - C  # (N, d)
+    return EditSystem(*factorise(C, D, weights, what="the text embeddings"))
+
+
+def factorise(
+    X: torch.Tensor, R: torch.Tensor, weights: torch.Tensor | None = None, what: str = "the pairs"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The λ-independent factors of the weighted ridge update `Σ_i w_i r_i x_iᵀ (λ I + Σ_i w_i x_i x_iᵀ)⁻¹`
+    `= A diag(1 / (λ + s)) B`, from the smaller of the two eigenproblems (see the module docstring). TIME's `M − I`
+    (`X = C`, `R = C* − C`) and Diff-QuickFix's `W' − W` (`X` the keys, `R` the residuals) are both this update.
+
+    Args:
+        X (`torch.Tensor`): inputs `x_i`, shape `(N, d_in)`, float64.
+        R (`torch.Tensor`): residuals `r_i`, shape `(N, d_out)`, float64.
+        weights (`torch.Tensor`, *optional*): non-negative weight `w_i` per pair, shape `(N,)`; defaults to ones.
+        what (`str`, *optional*): what `X` and `R` are, for the error on non-finite values.
+
+    Returns:
+        `A` `(d_out, r)`, `s` `(r,)` (clamped at 0) and `B` `(r, d_in)`, float64, `r = min(N, d_in)`.
+
+    Raises:
+        `ValueError`: weights of the wrong length, negative or not finite; NaN or infinite inputs or residuals.
+    """
     if weights is not None:
-        weights = torch.as_tensor(weights, dtype=torch.float64, device=C.device).reshape(-1)
-        if weights.shape[0] != C.shape[0] or not bool(torch.all(torch.isfinite(weights) & (weights >= 0))):
-            raise ValueError(f"weights must be {C.shape[0]} finite non-negative numbers")
+        weights = torch.as_tensor(weights, dtype=torch.float64, device=X.device).reshape(-1)
+        if weights.shape[0] != X.shape[0] or not bool(torch.all(torch.isfinite(weights) & (weights >= 0))):
+            raise ValueError(f"weights must be {X.shape[0]} finite non-negative numbers")
         root = weights.sqrt()[:, None]  # (N, 1)
-        C, D = C * root, D * root
-    if not (torch.isfinite(C).all() and torch.isfinite(D).all()):
-        raise ValueError("the text embeddings contain NaN or infinite values")
-    if C.shape[0] <= C.shape[1]:
-        s, U = torch.linalg.eigh(C @ C.T)  # (N,), (N, N): C Cᵀ = U diag(s) Uᵀ
-        A, B = D.T @ U, U.T @ C  # (d, N), (N, d)
+        X, R = X * root, R * root
+    if not (torch.isfinite(X).all() and torch.isfinite(R).all()):
+        raise ValueError(f"{what} contain NaN or infinite values")
+    if X.shape[0] <= X.shape[1]:
+        s, U = torch.linalg.eigh(X @ X.T)  # (N,), (N, N): X Xᵀ = U diag(s) Uᵀ
+        A, B = R.T @ U, U.T @ X  # (d_out, N), (N, d_in)
     else:
-        s, V = torch.linalg.eigh(C.T @ C)  # (d,), (d, d): CᵀC = V diag(s) Vᵀ
-        A, B = (D.T @ C) @ V, V.T  # (d, d), (d, d)
-    return EditSystem(A=A, s=s.clamp(min=0.0), B=B)
+        s, V = torch.linalg.eigh(X.T @ X)  # (d_in,), (d_in, d_in): XᵀX = V diag(s) Vᵀ
+        A, B = (R.T @ X) @ V, V.T  # (d_out, d_in), (d_in, d_in)
+    return A, s.clamp(min=0.0), B
 
 
 def edit_matrix(

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from ...solver import check_lam
+from ...solver import check_lam, factorise
 from ..preservation import relative_preserve_weight
 from .layer import OUT_PROJ_PATH, find_projection
 from .pairs import preservation_pairs, quickfix_pairs
@@ -92,21 +92,10 @@ class QuickFixProblem:
         E = V - K @ W.T  # (N, d_out): residuals of the unedited layer
         if b is not None:
             E = E - b.detach().to(device=device, dtype=torch.float64)
-        if weights is not None:
-            weights = torch.as_tensor(weights, dtype=torch.float64, device=device).reshape(-1)
-            if weights.shape[0] != K.shape[0] or not bool(torch.all(torch.isfinite(weights) & (weights >= 0))):
-                raise ValueError(f"weights must be {K.shape[0]} finite non-negative numbers")
-            root = weights.sqrt()[:, None]  # (N, 1)
-            K, E = K * root, E * root
-        if not all(bool(torch.isfinite(t).all()) for t in (K, E, W)):
+        if not torch.isfinite(W).all():
             raise ValueError("the keys, values, weight or bias contain NaN or infinite values")
-        if K.shape[0] <= K.shape[1]:
-            s, U = torch.linalg.eigh(K @ K.T)  # (N,), (N, N): K Kᵀ = U diag(s) Uᵀ
-            A, B = E.T @ U, U.T @ K  # (d_out, N), (N, d_in)
-        else:
-            s, Q = torch.linalg.eigh(K.T @ K)  # (d_in,), (d_in, d_in): KᵀK = Q diag(s) Qᵀ
-            A, B = (E.T @ K) @ Q, Q.T  # (d_out, d_in), (d_in, d_in)
-        return cls(weight=W, A=A, s=s.clamp(min=0.0), B=B, num_pairs=int(K.shape[0]))
+        A, s, B = factorise(K, E, weights, what="the keys, values, weight or bias")  # (d_out, r), (r,), (r, d_in)
+        return cls(weight=W, A=A, s=s, B=B, num_pairs=int(K.shape[0]))
 
     def update(self, lam: float = DEFAULT_LAM) -> torch.Tensor:
         """`W' − W` for one λ > 0: `(d_out, d_in)`, float64."""
