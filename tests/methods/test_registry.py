@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import pytest
 import torch
-from helpers import check_like_replaced_encoder, pipeline_hash
+from helpers import StandInEdit, check_like_replaced_encoder, pipeline_hash
 from safetensors.torch import save_file
 
 from time_core import METHODS, BaseEdit, Edit, EditFileError, compute_edit, generate, load_edit, prepare_edit
@@ -120,8 +120,8 @@ def test_edit_metadata_is_json(sd1):
     assert json.loads(meta["sources"]) == [SOURCE, "an apple"] and json.loads(meta["preserve"]) == ["a car"]
 
 
-@dataclasses.dataclass(frozen=True)
-class ReplacedEncoderWeight(BaseEdit):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReplacedEncoderWeight(StandInEdit):
     """A stand-in for a method that edits the text encoder (as Diff-QuickFix does): one weight replaced, applied with
     `torch.func.functional_call` to the prompts and to the negative prompt, never written."""
 
@@ -130,21 +130,11 @@ class ReplacedEncoderWeight(BaseEdit):
 
     name: str
     weight: torch.Tensor
-    sources: tuple[str, ...] = ("a rose",)
-    destinations: tuple[str, ...] = ("a blue rose",)
-    lam: float = 1.0
-    augment: bool = False
-    preserve: tuple[str, ...] = ()
-    preserve_weight: float = 1.0
-    model: str = ""
 
     def _encode(self, pipe, prompts):
         ids = pipe.tokenizer(list(prompts), padding="max_length", max_length=pipe.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids
         return torch.func.functional_call(pipe.text_encoder, {self.name: self.weight}, (ids,))[0]  # (P, L, d)
-
-    def check_compatible(self, pipe):
-        pass
 
     def conditioning(self, pipe, original, prompts, negative_prompt):
         negative = None
@@ -163,7 +153,7 @@ class ReplacedEncoderWeight(BaseEdit):
 
     @classmethod
     def from_file(cls, tensors, meta, name):
-        return cls(meta["name"], tensors["weight"])
+        return cls(name=meta["name"], weight=tensors["weight"])
 
 
 def test_a_text_encoder_edit_fits_the_interface(sd1, tmp_path):
@@ -171,7 +161,7 @@ def test_a_text_encoder_edit_fits_the_interface(sd1, tmp_path):
     encoder weight was replaced, the negative prompt included, and the shared pipeline is never written."""
     name = "encoder.layers.0.self_attn.out_proj.weight"
     weight = dict(sd1.text_encoder.named_parameters())[name].detach()
-    edit = ReplacedEncoderWeight(name, -weight)
+    edit = ReplacedEncoderWeight(name=name, weight=-weight)
     check_like_replaced_encoder(sd1, edit)
     loaded = ReplacedEncoderWeight.load(edit.save(tmp_path / "encoder.safetensors"))
     assert loaded.name == name and torch.equal(loaded.weight, edit.weight)
