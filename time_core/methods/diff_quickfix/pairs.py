@@ -176,7 +176,7 @@ def preservation_pairs(
         ids = ids[:, : int(counts.max())]  # (P, T)
     inputs, _ = projection_io(text_encoder, ids, path)  # (P, L or T, d_in)
     if words_only:
-        inputs = torch.cat([row[: int(n)] for row, n in zip(inputs, counts)])[None]  # (1, Σ counts, d_in)
+        inputs = torch.cat([row[: int(n)] for row, n in zip(inputs, counts)])  # (Σ counts, d_in)
     K = inputs.reshape(-1, inputs.shape[-1])  # (N, d_in)
     V = K @ W.T  # (N, d_out)
     if layer.bias is not None:
