@@ -33,6 +33,9 @@ __all__ = [
     "with_scheduler",
     "check_scheduler",
     "SCHEDULERS",
+    "TEXT_ENCODERS",
+    "text_components",
+    "text_tokenizer",
 ]
 
 # The embedded Shapes-world weights: the diffusers pipeline and the toy CLIP (`time_core.evaluation.scoring`).
@@ -46,6 +49,29 @@ class UnsupportedModelError(ValueError):
 
 class ModelLoadError(RuntimeError):
     """A model could not be loaded (missing download, wrong folder, unsupported pipeline class)."""
+
+
+# The text encoders a pipeline may have, each with its tokenizer, in the order `encode_prompt` concatenates them.
+TEXT_ENCODERS: tuple[tuple[str, str], ...] = (("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2"))
+
+
+def text_components(pipe) -> tuple[str, ...]:
+    """The names of the pipeline's text encoders in `TEXT_ENCODERS` order (`("text_encoder", "text_encoder_2")` in
+    SDXL)."""
+    return tuple(name for name, _ in TEXT_ENCODERS if getattr(pipe, name, None) is not None)
+
+
+def text_tokenizer(pipe, component: str):
+    """The tokenizer of the text encoder `component` (`"text_encoder"` or `"text_encoder_2"`).
+
+    Raises:
+        `UnsupportedModelError`: the pipeline has that encoder but not its tokenizer.
+    """
+    tokenizer_name = dict(TEXT_ENCODERS)[component]
+    tokenizer = getattr(pipe, tokenizer_name, None)
+    if tokenizer is None:
+        raise UnsupportedModelError(f"the pipeline has a {component} but no {tokenizer_name}")
+    return tokenizer
 
 
 def default_device() -> str:
@@ -113,8 +139,7 @@ def check_architecture(pipe) -> dict[str, nn.Module]:
         if getattr(module, "add_k_proj", None) is not None:
             raise UnsupportedModelError(f"{name} has added key/value projections (add_k_proj)")
 
-    encoders = [getattr(pipe, n, None) for n in ("text_encoder", "text_encoder_2")]
-    widths = [enc.config.hidden_size for enc in encoders if enc is not None]
+    widths = [getattr(pipe, name).config.hidden_size for name in text_components(pipe)]
     if sum(widths) != d:
         raise UnsupportedModelError(f"text encoder width(s) {widths} do not add up to cross_attention_dim={d}")
     return layers

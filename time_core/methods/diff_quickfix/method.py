@@ -20,7 +20,16 @@ from typing import ClassVar
 import torch
 
 from ...edit import BaseEdit, EditFileError
-from ...models import TextConditioning, UnsupportedModelError, encode_prompts, model_id, text_width
+from ...models import TEXT_ENCODERS as ENCODERS
+from ...models import (
+    TextConditioning,
+    UnsupportedModelError,
+    encode_prompts,
+    model_id,
+    text_components,
+    text_tokenizer,
+    text_width,
+)
 from ...prompts import as_prompts, check_preserve_weight, is_auto_preserve, preserve_prompts
 from ...solver import check_lam
 from ..base import BaseProblem, EditingMethod
@@ -29,10 +38,6 @@ from .solve import DEFAULT_LAM, QuickFixProblem, prepare_quickfix
 
 __all__ = ["ENCODERS", "DiffQuickFixMethod", "QuickFixEdit", "QuickFixEditProblem", "text_encoders"]
 
-# The text encoders a pipeline may have, each with its tokenizer.
-ENCODERS: tuple[tuple[str, str], ...] = (("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2"))
-
-
 def text_encoders(pipe) -> list[tuple[str, torch.nn.Module, object, str]]:
     """`(component, encoder, tokenizer, layer path)` for every text encoder of the pipeline, in `ENCODERS` order.
 
@@ -40,15 +45,8 @@ def text_encoders(pipe) -> list[tuple[str, torch.nn.Module, object, str]]:
         `UnsupportedModelError`: the pipeline has no text encoder, one without its tokenizer, or one without the
             layer Diff-QuickFix edits.
     """
-    found = []
-    for name, tokenizer_name in ENCODERS:
-        encoder = getattr(pipe, name, None)
-        if encoder is None:
-            continue
-        tokenizer = getattr(pipe, tokenizer_name, None)
-        if tokenizer is None:
-            raise UnsupportedModelError(f"the pipeline has a {name} but no {tokenizer_name}")
-        found.append((name, encoder, tokenizer, projection_path(encoder)))
+    found = [(name, getattr(pipe, name), text_tokenizer(pipe, name), projection_path(getattr(pipe, name)))
+             for name in text_components(pipe)]
     if not found:
         raise UnsupportedModelError("the pipeline has no text encoder for Diff-QuickFix to edit")
     return found
@@ -98,7 +96,7 @@ class QuickFixEdit(BaseEdit):
                 f"this edit was computed for text width {self.text_width} (model {self.model or 'unknown'}); "
                 f"the loaded model has text width {width}"
             )
-        present = tuple(name for name, _ in ENCODERS if getattr(pipe, name, None) is not None)
+        present = text_components(pipe)
         if present != self.components:
             raise EditFileError(
                 f"this edit changes the text encoder(s) {list(self.components)}; the loaded pipeline has {list(present)}"

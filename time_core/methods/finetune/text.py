@@ -14,19 +14,12 @@ from collections.abc import Sequence
 
 import torch
 
-from ...models import UnsupportedModelError
+from ...models import TEXT_ENCODERS as ENCODERS
+from ...models import text_components, text_tokenizer
 
 __all__ = ["ENCODERS", "Tokens", "data_term", "embed", "family", "reads_penultimate", "text_components", "tokenize"]
 
-# The text encoders a pipeline may have, each with its tokenizer, in the order `encode_prompt` concatenates them.
-ENCODERS: tuple[tuple[str, str], ...] = (("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2"))
-
 Tokens = tuple[torch.Tensor, torch.Tensor | None]  # token ids (P, L) and the attention mask (P, L) or None
-
-
-def text_components(pipe) -> tuple[str, ...]:
-    """The names of the pipeline's text encoders in `ENCODERS` order (`("text_encoder", "text_encoder_2")` in SDXL)."""
-    return tuple(name for name, _ in ENCODERS if getattr(pipe, name, None) is not None)
 
 
 def family(components: Sequence[str]) -> str:
@@ -50,10 +43,7 @@ def tokenize(pipe, components: Sequence[str], prompts: Sequence[str]) -> tuple[T
     """
     tokens = []
     for name in components:
-        tokenizer_name = dict(ENCODERS)[name]
-        tokenizer = getattr(pipe, tokenizer_name, None)
-        if tokenizer is None:
-            raise UnsupportedModelError(f"the pipeline has a {name} but no {tokenizer_name}")
+        tokenizer = text_tokenizer(pipe, name)
         inputs = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length,
                            truncation=True, return_tensors="pt")
         masked = not reads_penultimate(pipe) and bool(getattr(getattr(pipe, name).config, "use_attention_mask", False))
