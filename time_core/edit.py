@@ -47,7 +47,10 @@ def read_edit_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
-        tensors = load_file(str(path))
+        # each tensor in an allocation of its own: the file's tensors are views at offsets of one buffer, aligned only
+        # to their element size, and BLAS kernels may round differently on misaligned data (a loaded edit must
+        # compute exactly what the saved one did)
+        tensors = {name: tensor.clone() for name, tensor in load_file(str(path)).items()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise EditFileError(f"{path.name} is not a readable safetensors file ({error})") from error
     if meta.get("format") != FORMAT:

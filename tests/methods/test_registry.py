@@ -12,6 +12,7 @@ from helpers import StandInEdit, check_like_replaced_encoder, pipeline_hash
 from safetensors.torch import save_file
 
 from time_core import METHODS, BaseEdit, Edit, EditFileError, compute_edit, generate, load_edit, prepare_edit
+from time_core.edit import read_edit_file
 from time_core.methods import get_method
 from time_core.models import TextConditioning, encode_prompts
 from time_core.prompts import PromptError, as_prompts, augment_pairs, build_pairs
@@ -57,6 +58,17 @@ def test_edit_files_record_the_method_and_old_files_load_as_time(sd1, tmp_path):
         load_edit(tmp_path / "other.safetensors")
     with pytest.raises(EditFileError, match="holds a 'uce' edit, not a 'time' one"):
         Edit.load(tmp_path / "other.safetensors")
+
+
+def test_loaded_tensors_own_aligned_memory(sd1, tmp_path):
+    """A file's tensors are views into one buffer at offsets aligned only to their element size; BLAS kernels may round
+    differently on such data, so a loaded edit gets each tensor in an allocation of its own (torch aligns to 64 bytes)
+    and computes exactly what the saved edit did."""
+    edit = compute_edit(sd1, SOURCE, DESTINATION)
+    odd = {"a": torch.randn(3), "b": torch.randn(5, 7), "M": edit.M}  # odd sizes push later tensors off alignment
+    save_file(odd, str(tmp_path / "odd.safetensors"), metadata=edit.metadata())
+    tensors, _ = read_edit_file(tmp_path / "odd.safetensors")
+    assert all(tensors[k].data_ptr() % 64 == 0 and torch.equal(tensors[k], v) for k, v in odd.items())
 
 
 def test_edited_weights_fit_the_component_the_edit_names(sd1):
