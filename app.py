@@ -38,6 +38,8 @@ def gpu(duration: int):
 
 
 LIGHT = dict(concurrency_limit=None, show_progress="hidden")  # events that compute nothing heavy
+# Events that run the shared pipeline (whose tokenizers and scheduler keep per-call state): one at a time, in order.
+HEAVY = dict(concurrency_id="pipeline", concurrency_limit=1)
 
 # Event handlers: module-level functions; the shared runtime is bound with functools.partial. They never mutate the
 # runtime; a session's edits live in its gr.State and are returned, not modified.
@@ -148,7 +150,7 @@ def use_debias_edit(found):
 
 def push_edit(runtime: demo.DemoRuntime, source: str, destination: str, session: demo.SessionEdits):
     try:
-        session = session.push(runtime.pipe, source, destination)
+        session = session.push(runtime.tokenizer, source, destination)
     except ValueError as error:
         _raise(error)
     return session, session.stack_rows()
@@ -335,9 +337,8 @@ def wire_edit(runtime: demo.DemoRuntime, e: SimpleNamespace, s: SimpleNamespace,
               e.steps, e.guidance, e.size, e.method, e.auto_preserve, session]
     outputs = [r.original, r.edited, r.scores, r.status, r.details, e.edit_file, session]
     handler = functools.partial(edit_and_generate, runtime)
-    e.run.click(handler, inputs, outputs, api_name="edit")
-    e.source.submit(handler, inputs, outputs, api_name=False)
-    e.destination.submit(handler, inputs, outputs, api_name=False)
+    for event, api_name in ((e.run.click, "edit"), (e.source.submit, False), (e.destination.submit, False)):
+        event(handler, inputs, outputs, api_name=api_name, **HEAVY)
     e.push.click(functools.partial(push_edit, runtime), [e.source, e.destination, session], [session, e.stack],
                  api_name="push", **LIGHT)
     e.undo.click(undo_edit, session, [session, e.stack], api_name="undo", **LIGHT)
@@ -355,10 +356,10 @@ def wire_sweep_and_debias(runtime: demo.DemoRuntime, e: SimpleNamespace, s: Simp
     s.run.click(functools.partial(sweep_lambda, runtime),
                 [e.source, e.destination, e.tests, e.edit_keys, e.augment, s.log_min, s.log_max, s.count, s.seeds,
                  e.first_seed, e.steps, e.guidance, e.size, s.method, s.auto_preserve, session],
-                [s.plot, s.gallery, s.table, s.status], api_name="sweep")
+                [s.plot, s.gallery, s.table, s.status], api_name="sweep", **HEAVY)
     d.run.click(functools.partial(debias, runtime),
                 [d.preset, d.target, d.seeds, d.log_min, d.log_max, d.iterations, e.steps, e.guidance, e.size],
-                [d.status, d.search, d.validation, d.tests, d.original, d.edited, d.found], api_name="debias")
+                [d.status, d.search, d.validation, d.tests, d.original, d.edited, d.found], api_name="debias", **HEAVY)
     d.use.click(use_debias_edit, d.found, [e.source, e.destination, e.lam_text, e.lam_slider, e.method, s.method,
                                           e.edit_keys], api_name=False, **LIGHT)
 
@@ -390,8 +391,7 @@ def main(argv: list[str] | None = None) -> None:
         runtime = demo.DemoRuntime.load(config, device=args.device)
     except (ModelLoadError, ScorerWeightsUnavailableError) as error:  # a clear message, never a silent fallback
         parser.exit(1, f"error: {error}\n")
-    app = build_demo(runtime)
-    app.queue(default_concurrency_limit=1, max_size=64)
+    app = build_demo(runtime).queue(max_size=64)
     app.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(primary_hue="indigo"), css=CSS,
                max_file_size=int((config.max_upload_mb + 1) * 1e6), allowed_paths=[str(Path(runtime.workdir))])
 

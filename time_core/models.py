@@ -31,6 +31,7 @@ __all__ = [
     "model_id",
     "text_width",
     "with_scheduler",
+    "thread_view",
     "check_scheduler",
     "SCHEDULERS",
     "TEXT_ENCODERS",
@@ -271,6 +272,24 @@ def with_scheduler(pipe, name: str):
         return pipe
     scheduler = getattr(diffusers, SCHEDULERS[name]).from_config(pipe.scheduler.config)
     new = type(pipe)(**{**pipe.components, "scheduler": scheduler})
+    new.set_progress_bar_config(disable=True)
+    return new
+
+
+def thread_view(pipe):
+    """A pipeline for one more thread: a new pipeline object sharing every model's weights with `pipe`, with its own
+    copies of the tokenizer(s) and the scheduler.
+
+    One pipeline object serves one call at a time: its scheduler keeps the current call's timesteps, and a fast
+    tokenizer keeps each call's padding and truncation settings, so a call from another thread can change what this
+    one tokenizes or samples. Threads that each generate (or edit) with their own view do not cross; the UNet, VAE and
+    text encoders are shared, never copied, and never written.
+    """
+    import copy
+
+    private = {name: copy.deepcopy(module) for name, module in pipe.components.items()
+               if name == "scheduler" or name in dict(TEXT_ENCODERS).values()}
+    new = type(pipe)(**{**pipe.components, **private})
     new.set_progress_bar_config(disable=True)
     return new
 

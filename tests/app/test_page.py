@@ -31,6 +31,38 @@ def test_the_page_builds_for_stable_diffusion_presets(tiny_runtime):
     assert all([tuple(choice) for choice in r["choices"]] == demo.method_choices() for r in radios)
 
 
+def test_events_that_run_the_pipeline_queue_one_at_a_time_and_a_push_tokenizes_apart(tiny_runtime):
+    """The edit (button and Enter), λ sweep and debias events share one concurrency group of one: the pipeline's
+    tokenizers and scheduler keep per-call state. A push runs beside them, so it checks the pair with the runtime's
+    private tokenizer: a pipeline whose tokenizer cannot be called still takes a push."""
+    import copy
+
+    import app
+
+    blocks = app.build_demo(tiny_runtime)
+    handlers = {}
+    for fn in blocks.fns.values():
+        name = getattr(getattr(fn.fn, "func", fn.fn), "__name__", None)
+        handlers.setdefault(name, []).append(fn)
+    heavy = [fn for name in ("edit_and_generate", "sweep_lambda", "debias") for fn in handlers[name]]
+    assert len(heavy) == 5 and {(fn.concurrency_id, fn.concurrency_limit) for fn in heavy} == {("pipeline", 1)}
+    assert all(fn.concurrency_id != "pipeline" for name in ("push_edit", "undo_edit", "upload_edit", "on_preset")
+               for fn in handlers[name])
+
+    class Untouchable:
+        def __call__(self, *args, **kwargs):
+            raise AssertionError("a push called the pipeline's tokenizer")
+
+    pipe = copy.copy(tiny_runtime.pipe)
+    object.__setattr__(pipe, "tokenizer", Untouchable())
+    runtime = demo.DemoRuntime(pipe=pipe, classifier=tiny_runtime.classifier, config=tiny_runtime.config,
+                               cache=tiny_runtime.cache, workdir=tiny_runtime.workdir,
+                               tokenizer=tiny_runtime.tokenizer)
+    assert tiny_runtime.tokenizer is not tiny_runtime.pipe.tokenizer
+    session, rows = app.push_edit(runtime, "a rose", "a blue rose", demo.SessionEdits())
+    assert session.stack == (("a rose", "a blue rose"),) and rows == session.stack_rows()
+
+
 def test_choosing_a_method_sets_the_other_tab_lambda_and_edit_keys():
     import app
 

@@ -7,7 +7,7 @@ import torch
 
 import time_core
 from time_core import UnsupportedModelError, compute_edit
-from time_core.models import check_architecture
+from time_core.models import check_architecture, encode_prompts, thread_view
 
 SOURCE, DESTINATION = "a pack of roses", "a pack of blue roses"
 
@@ -53,3 +53,16 @@ def test_load_pipeline_errors(tmp_path, monkeypatch):
         time_core.load_pipeline(str(tmp_path / "empty"), device="cpu")
     with pytest.raises(ValueError, match="model must be"):
         time_core.load_pipeline("")
+
+
+@pytest.mark.parametrize("name", ["sd1", "sdxl"])
+def test_a_thread_view_shares_the_weights_and_owns_the_tokenizers_and_scheduler(name, request):
+    pipe = request.getfixturevalue(name)
+    view = thread_view(pipe)
+    assert type(view) is type(pipe)
+    stateful = {"scheduler", "tokenizer", "tokenizer_2"} & set(pipe.components)
+    assert len(stateful) == (3 if name == "sdxl" else 2)
+    for component, module in pipe.components.items():
+        assert (getattr(view, component) is module) == (component not in stateful), component
+    ours, theirs = encode_prompts(view, ["a rose"], "blurry", True), encode_prompts(pipe, ["a rose"], "blurry", True)
+    assert torch.equal(ours.embeds, theirs.embeds) and torch.equal(ours.negative, theirs.negative)

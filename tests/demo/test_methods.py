@@ -29,7 +29,7 @@ def test_methods_offered_and_what_choosing_one_sets():
 def test_the_stack_holds_one_method_at_a_time(tiny_runtime):
     """The stack keeps prompt pairs: each run solves all of them, and the current pair, with the session's method."""
     pipe = tiny_runtime.pipe
-    session = demo.SessionEdits().push(pipe, "a tulip", "a red tulip").with_method(DQF)
+    session = demo.SessionEdits().push(pipe.tokenizer, "a tulip", "a red tulip").with_method(DQF)
     assert session.method == DQF and session.stack == (("a tulip", "a red tulip"),)
     edit = session.build(pipe, "a rose", "a blue rose", lam=0.05)
     expected = compute_edit(pipe, ["a tulip", "a rose"], ["a red tulip", "a blue rose"], lam=0.05, method=DQF)
@@ -63,7 +63,8 @@ def test_edit_and_sweep_runs_with_diff_quickfix(tiny_runtime):
 
 def test_diff_quickfix_edit_files_upload(tiny_runtime, tmp_path):
     pipe = tiny_runtime.pipe
-    edit = demo.SessionEdits(method=DQF).push(pipe, "a tulip", "a red tulip").build(pipe, "a rose", "a blue rose", 0.5)
+    session = demo.SessionEdits(method=DQF).push(pipe.tokenizer, "a tulip", "a red tulip")
+    edit = session.build(pipe, "a rose", "a blue rose", 0.5)
     path = demo.save_edit_file(edit, tmp_path)
     assert path.name.startswith("diff-quickfix-a-blue-rose-lam0.5")
     loaded = demo.load_edit_file(path, pipe, max_bytes=10**6)

@@ -79,8 +79,8 @@ def test_original_images_equal_plain_generation_and_partial_cache(tiny_runtime):
 
 def test_edit_stack_is_one_multi_edit(tiny_runtime):
     pipe = tiny_runtime.pipe
-    session = demo.SessionEdits().push(pipe, "a pack of roses", "a pack of blue roses")
-    session = session.push(pipe, "a pack of roses", "a pack of blue roses")  # a repeat is ignored
+    session = demo.SessionEdits().push(pipe.tokenizer, "a pack of roses", "a pack of blue roses")
+    session = session.push(pipe.tokenizer, "a pack of roses", "a pack of blue roses")  # a repeat is ignored
     assert session.stack == (("a pack of roses", "a pack of blue roses"),)
     edit = session.build(pipe, "a tulip", "a red tulip", lam=0.3, edit_keys=False, augment=True)
     expected = compute_edit(pipe, ["a pack of roses", "a tulip"], ["a pack of blue roses", "a red tulip"], lam=0.3,
@@ -90,7 +90,7 @@ def test_edit_stack_is_one_multi_edit(tiny_runtime):
     assert session.pairs() == (("a pack of roses",), ("a pack of blue roses",))  # stack only
     assert session.undo().stack == () and session.reset() == demo.SessionEdits()
     with pytest.raises(PromptError, match="does not contain the source word 'roses'"):
-        session.push(pipe, "a pack of roses", "a pack of blue tulips")
+        session.push(pipe.tokenizer, "a pack of roses", "a pack of blue tulips")
     with pytest.raises(PromptError, match="source is empty"):
         demo.SessionEdits().pairs("", "a red tulip")
     with pytest.raises(PromptError, match="destination is empty"):
@@ -99,7 +99,8 @@ def test_edit_stack_is_one_multi_edit(tiny_runtime):
 
 def test_edit_files_round_trip_and_bad_files(tiny_runtime, tmp_path):
     pipe = tiny_runtime.pipe
-    edit = demo.SessionEdits().push(pipe, "a tulip", "a red tulip").build(pipe, "a rose", "a blue rose", lam=0.5)
+    session = demo.SessionEdits().push(pipe.tokenizer, "a tulip", "a red tulip")
+    edit = session.build(pipe, "a rose", "a blue rose", lam=0.5)
     path = demo.save_edit_file(edit, tmp_path)
     assert path.suffix == ".safetensors" and "a-blue-rose" in path.name
     loaded = demo.load_edit_file(path, pipe, max_bytes=10**6)

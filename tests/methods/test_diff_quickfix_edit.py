@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from time_core import METHODS, Edit, EditFileError, PromptError, QuickFixEdit, compute_edit, generate, load_edit
 from time_core import prepare_edit
 from time_core.methods.diff_quickfix import OUT_PROJ_PATH, find_projection, prepare_quickfix
-from time_core.models import encode_prompts
+from time_core.models import encode_prompts, thread_view
 
 SOURCE, DESTINATION = "a pack of roses", "a pack of blue roses"
 DQF = "diff-quickfix"
@@ -269,8 +269,9 @@ def test_a_destination_need_not_repeat_the_source(sd1):
 
 def test_sessions_with_different_methods_do_not_cross(sd1):
     """Threads generating with a Diff-QuickFix, a TIME and a value-only TIME edit at once get the images each gets
-    alone. They share the text encoder, the UNet and the VAE; each has its own tokenizer and scheduler, which keep
-    per-call state (a fast tokenizer's padding settings, the scheduler's timesteps) and are not thread-safe."""
+    alone. Each thread has its own `thread_view`: the text encoder, the UNet and the VAE are shared; the tokenizer and
+    the scheduler, which keep per-call state (a fast tokenizer's padding settings, the scheduler's timesteps) and are
+    not thread-safe, are the view's own."""
     edits = [compute_edit(sd1, SOURCE, DESTINATION, method=DQF), compute_edit(sd1, SOURCE, DESTINATION),
              compute_edit(sd1, SOURCE, DESTINATION, edit_keys=False), None]
     prompts = ["a pack of roses", "a car"]
@@ -283,9 +284,8 @@ def test_sessions_with_different_methods_do_not_cross(sd1):
     results: dict[int, list] = {i: [] for i in range(len(edits))}
 
     def run(i):
-        session = copy.copy(sd1)
-        for name in ("tokenizer", "scheduler"):
-            object.__setattr__(session, name, copy.deepcopy(getattr(sd1, name)))
+        session = thread_view(sd1)
+        assert session.unet is sd1.unet and session.tokenizer is not sd1.tokenizer  # weights shared, state private
         for _ in range(3):
             results[i].append(images(session, edits[i]))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ class DemoRuntime:
         config (`DemoConfig`): defaults and limits.
         cache (`OriginalCache`): original images.
         workdir (`Path`): where edit files for download are written.
+        tokenizer (*optional*): what the light events that run beside a generation (a pair's token check) tokenize
+            with; by default a private copy of `pipe.tokenizer`. A fast tokenizer keeps per-call padding and
+            truncation settings, so a call from another thread can change what the pipeline's own call returns.
     """
 
     pipe: Any
@@ -33,6 +37,11 @@ class DemoRuntime:
     config: DemoConfig
     cache: OriginalCache
     workdir: Path
+    tokenizer: Any = None
+
+    def __post_init__(self) -> None:
+        if self.tokenizer is None:
+            self.tokenizer = copy.deepcopy(self.pipe.tokenizer)
 
     @classmethod
     def load(cls, config: DemoConfig, device: str | None = None) -> DemoRuntime:

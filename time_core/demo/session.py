@@ -44,10 +44,11 @@ class SessionEdits:
     method: str = DEFAULT_METHOD
     auto_preserve: bool = False
 
-    def push(self, pipe, source: str, destination: str) -> SessionEdits:
-        """Adds a pair to the stack, after checking that it aligns (raises `PromptError`); a repeat is ignored."""
+    def push(self, tokenizer, source: str, destination: str) -> SessionEdits:
+        """Adds a pair to the stack, after checking with `tokenizer` (the pipeline's, or `DemoRuntime.tokenizer`) that
+        it aligns (raises `PromptError`); a repeat is ignored."""
         pair = (check_prompt(source, "source"), check_prompt(destination, "destination"))
-        align_tokens(pipe.tokenizer, *pair)
+        align_tokens(tokenizer, *pair)
         if pair in self.stack:
             return self
         return replace(self, stack=self.stack + (pair,))
