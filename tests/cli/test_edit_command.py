@@ -11,10 +11,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from helpers import ROOT
 from PIL import Image
 
-from time_core import load_edit, load_pipeline
+from time_core import compute_edit, load_edit, load_pipeline
 from time_core.cli import edit_main
 from time_core.export import read_lora_report
 from time_core.models import TOY_PIPELINE_DIR
@@ -72,6 +73,23 @@ def test_defaults_full_rank_peft_lora_without_preview(toy, tmp_path):
     other.load_lora_weights(str(tmp_path / "l.safetensors"))
 
 
+def test_preservation_automatic_and_listed(toy, tmp_path, capsys, monkeypatch):
+    """`--preserve auto` gives the library's automatic edit (the derived prompts and weight, bit for bit); listed
+    prompts take `--preserve-weight`."""
+    monkeypatch.chdir(tmp_path)
+    edit_main([SOURCE, DESTINATION, "--out", "auto.safetensors", "--preserve", "auto"])
+    auto, expected = load_edit(tmp_path / "auto.safetensors"), compute_edit(toy, SOURCE, DESTINATION, preserve="auto")
+    assert auto.preserve == expected.preserve and len(auto.preserve) == 8 and "a blue circle" in auto.preserve
+    assert auto.preserve_weight == expected.preserve_weight and torch.equal(auto.M, expected.M)
+    assert "preserved: 8 derived prompts at weight" in capsys.readouterr().out
+    edit_main([SOURCE, DESTINATION, "--out", "listed.safetensors", "--preserve", "a star", "a blue circle",
+               "--preserve-weight", "2", "--method", "diff-quickfix"])
+    listed = load_edit(tmp_path / "listed.safetensors")
+    assert listed.method == "diff-quickfix" and listed.preserve == ("a star", "a blue circle")
+    assert listed.preserve_weight == 2.0
+    assert "preserved: 2 prompts at weight 2 (a star; a blue circle)" in capsys.readouterr().out
+
+
 def test_bad_input_in_a_subprocess_is_one_line_without_traceback(tmp_path):
     done = command(SOURCE, DESTINATION, "--out", "e.safetensors", "--lam", "-1", cwd=tmp_path)
     assert done.returncode == 2 and done.stdout == ""
@@ -91,6 +109,17 @@ def test_bad_input_in_a_subprocess_is_one_line_without_traceback(tmp_path):
     (["--out", "e.safetensors", "--preview", "-1"], "--preview must be between 0 and 64 seeds, got -1"),
     (["--out", "e.safetensors", "--preview", "1", "--steps", "0"], "--steps must be >= 1, got 0"),
     (["--out", "e.safetensors", "--method", "uce"], "invalid choice: 'uce'"),
+    (["--out", "e.safetensors", "--method", "diff-quickfix", "--values-only"],
+     "--values-only is an option of TIME's edit; diff-quickfix has no keys and values"),
+    (["--out", "e.safetensors", "--preserve", "auto", "a star"], "--preserve auto derives the prompts itself"),
+    (["--out", "e.safetensors", "--method", "finetune", "--preserve", "auto"],
+     "--preserve auto is not available for finetune"),
+    (["--out", "e.safetensors", "--preserve", "auto", "--preserve-weight", "2"],
+     "--preserve-weight does not apply to --preserve auto"),
+    (["--out", "e.safetensors", "--preserve-weight", "2"], r"--preserve-weight needs --preserve PROMPT \.\.\."),
+    (["--out", "e.safetensors", "--preserve", "a star", "--preserve-weight", "-1"],
+     "preserve_weight must be finite and >= 0, got -1.0"),
+    (["--out", "e.safetensors", "--preserve", " "], "preserve prompt is empty"),
     ([], "the following arguments are required: --out"),
 ])
 def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path, capsys, monkeypatch):

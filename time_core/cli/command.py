@@ -22,7 +22,7 @@ from ..export import DTYPES, FORMATS, export_lora
 from ..export.factors import check_rank
 from ..methods import DEFAULT_METHOD, METHODS, compute_edit, get_method
 from ..models import ModelLoadError, UnsupportedModelError, generation_defaults, load_pipeline
-from ..prompts import PromptError, check_prompt
+from ..prompts import AUTO_PRESERVE, PromptError, check_preserve_weight, check_prompt
 from ..solver import check_lam
 from .preview import write_preview
 
@@ -53,7 +53,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--lam", type=float, default=None, help="λ (default: the method's, TIME: 0.1)")
     parser.add_argument("--values-only", action="store_true", help="edit only to_v (default: to_k and to_v)")
     parser.add_argument("--no-augment", action="store_true", help="no prompt augmentations")
-    parser.add_argument("--preserve", nargs="+", default=(), metavar="PROMPT", help="prompts to keep as they are")
+    parser.add_argument("--preserve", nargs="+", default=(), metavar="PROMPT",
+                        help="prompts to keep as they are, or 'auto' alone: derived from the model, with their weight "
+                             "(TIME and Diff-QuickFix)")
+    parser.add_argument("--preserve-weight", type=float, default=None, metavar="W",
+                        help="the weight of the --preserve prompts (default: 1.0)")
     parser.add_argument("--out", required=True, help="the edit file to write (.safetensors)")
     lora = parser.add_argument_group("LoRA export")
     lora.add_argument("--lora", default=None, help="also write the edit as a LoRA file (.safetensors)")
@@ -85,11 +89,31 @@ def _output_file(value: str, flag: str) -> Path:
     return path
 
 
+def _preserve(prompts: Sequence[str], method: str) -> str | tuple[str, ...]:
+    """`--preserve`: `"auto"` for the word auto alone (if the method derives prompts), else the checked prompts."""
+    if AUTO_PRESERVE not in [p.strip() for p in prompts]:
+        return tuple(check_prompt(p, "preserve prompt") for p in prompts)
+    if len(prompts) > 1:
+        raise UsageError("--preserve auto derives the prompts itself: give it alone, or list prompts without 'auto'")
+    if "auto_preserve" not in get_method(method).features:
+        raise UsageError(f"--preserve auto is not available for {method}; list the prompts to keep")
+    return AUTO_PRESERVE
+
+
 def _check(args: argparse.Namespace) -> argparse.Namespace:
     """Checks every argument that can be checked without the model; raises `UsageError` / `PromptError`."""
     args.source, args.destination = check_prompt(args.source, "source"), check_prompt(args.destination, "destination")
     if args.lam is not None:
         args.lam = check_lam(args.lam)
+    if args.values_only and "values_only" not in get_method(args.method).features:
+        raise UsageError(f"--values-only is an option of TIME's edit; {args.method} has no keys and values to choose")
+    args.preserve = _preserve(args.preserve, args.method)
+    if args.preserve_weight is not None:
+        if args.preserve == AUTO_PRESERVE:
+            raise UsageError("--preserve-weight does not apply to --preserve auto, which sets its weight itself")
+        if not args.preserve:
+            raise UsageError("--preserve-weight needs --preserve PROMPT ...")
+        args.preserve_weight = check_preserve_weight(args.preserve_weight)
     args.out = _output_file(args.out, "--out")
     if args.lora is not None:
         args.lora = _output_file(args.lora, "--lora")
@@ -133,10 +157,16 @@ def run(args: argparse.Namespace) -> dict:
     lam = method.default_lam if args.lam is None else args.lam
     print(f"computing the {args.method} edit (λ = {lam:g}) ...", file=sys.stderr)
     edit = compute_edit(pipe, args.source, args.destination, lam=lam, edit_keys=not args.values_only,
-                        augment=not args.no_augment, preserve=tuple(args.preserve), method=args.method)
+                        augment=not args.no_augment, preserve=args.preserve,
+                        preserve_weight=1.0 if args.preserve_weight is None else args.preserve_weight,
+                        method=args.method)
     edit.save(args.out)
     written = {"edit": str(args.out)}
     print(f"edit: {args.out} ({_mb(args.out)}; {args.method}, λ = {lam:g})")
+    if edit.preserve:
+        derived = "derived " if args.preserve == AUTO_PRESERVE else ""
+        print(f"preserved: {len(edit.preserve)} {derived}prompts at weight {edit.preserve_weight:.4g} "
+              f"({'; '.join(edit.preserve)})")
     if args.lora is not None:
         report = export_lora(pipe, edit, args.lora, rank=args.rank, lora_format=args.lora_format,
                              dtype=args.lora_dtype, progress=True)
