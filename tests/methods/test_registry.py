@@ -30,6 +30,16 @@ def test_registry_lists_time_and_refuses_unknown_methods(sd1):
     assert pipeline_hash(sd1) == before
 
 
+def test_each_method_names_the_options_it_lacks():
+    assert get_method("time").unsupported(values_only=True, auto_preserve=True) == []
+    assert get_method("diff-quickfix").unsupported(values_only=True, auto_preserve=True) == [
+        "--values-only is an option of TIME's edit; diff-quickfix has no keys and values to choose"]
+    assert get_method("finetune").unsupported(values_only=True, auto_preserve=True) == [
+        "--values-only is an option of TIME's edit; finetune has no keys and values to choose",
+        "--preserve auto is not available for finetune; list the prompts to keep"]
+    assert get_method("finetune").unsupported() == []
+
+
 def test_lam_none_is_the_methods_default(sd1):
     default = get_method("time").default_lam
     assert default == 0.1

@@ -95,8 +95,8 @@ def _preserve(prompts: Sequence[str], method: str) -> str | tuple[str, ...]:
         return tuple(check_prompt(p, "preserve prompt") for p in prompts)
     if len(prompts) > 1:
         raise UsageError("--preserve auto derives the prompts itself: give it alone, or list prompts without 'auto'")
-    if "auto_preserve" not in get_method(method).features:
-        raise UsageError(f"--preserve auto is not available for {method}; list the prompts to keep")
+    for problem in get_method(method).unsupported(auto_preserve=True):
+        raise UsageError(problem)
     return AUTO_PRESERVE
 
 
@@ -105,8 +105,8 @@ def _check(args: argparse.Namespace) -> argparse.Namespace:
     args.source, args.destination = check_prompt(args.source, "source"), check_prompt(args.destination, "destination")
     if args.lam is not None:
         args.lam = check_lam(args.lam)
-    if args.values_only and "values_only" not in get_method(args.method).features:
-        raise UsageError(f"--values-only is an option of TIME's edit; {args.method} has no keys and values to choose")
+    for problem in get_method(args.method).unsupported(values_only=args.values_only):
+        raise UsageError(problem)
     args.preserve = _preserve(args.preserve, args.method)
     if args.preserve_weight is not None:
         if args.preserve == AUTO_PRESERVE:

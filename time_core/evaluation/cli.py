@@ -98,13 +98,8 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "time-evaluate"
 
 def _check_methods(methods: list[str], args: argparse.Namespace) -> list[str]:
     """The methods, after checking that each supports the options asked for (before any model loads)."""
-    problems = []
-    for name in methods:
-        features = get_method(name).features
-        if args.values_only and "values_only" not in features:
-            problems.append(f"--values-only is an option of TIME's edit; {name} has no keys and values to choose")
-        if args.preserve == "auto" and "auto_preserve" not in features:
-            problems.append(f"--preserve auto is not available for {name}")
+    problems = [problem for name in methods
+                for problem in get_method(name).unsupported(args.values_only, args.preserve == "auto")]
     if problems:
         raise SystemExit("error: " + "; ".join(problems))
     return methods

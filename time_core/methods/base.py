@@ -50,6 +50,16 @@ class EditingMethod(ABC):
     summary: ClassVar[str]
     features: ClassVar[frozenset[str]] = frozenset()
 
+    def unsupported(self, values_only: bool = False, auto_preserve: bool = False) -> list[str]:
+        """What of the options asked for (`values_only`: `edit_keys=False`; `auto_preserve`: `preserve="auto"`) the
+        method lacks, one message per option and in the commands' flag names; empty when it has them all."""
+        problems = []
+        if values_only and "values_only" not in self.features:
+            problems.append(f"--values-only is an option of TIME's edit; {self.name} has no keys and values to choose")
+        if auto_preserve and "auto_preserve" not in self.features:
+            problems.append(f"--preserve auto is not available for {self.name}; list the prompts to keep")
+        return problems
+
     @abstractmethod
     def prepare(
         self,
