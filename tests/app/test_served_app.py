@@ -176,9 +176,10 @@ def test_app_diff_quickfix_through_the_endpoints(app_url):
                   config.guidance, 64, "uce", api_name="/edit")
     restored = c.predict(handle_file(edit_file), api_name="/upload")
     assert list(restored[1:4]) == ["a circle", "a green circle", "0.01"] and list(restored[-2:]) == ["diff-quickfix"] * 2
-    *_, details, _ = c.predict("a circle", "a green circle", preset_table("shapes:0"), "0.1", True, True, 1, 0,
-                               config.steps, config.guidance, 64, "time", True, api_name="/edit")
+    *_, status, details, _ = c.predict("a circle", "a green circle", preset_table("shapes:0"), "0.1", True, True, 1, 0,
+                                       config.steps, config.guidance, 64, "time", True, api_name="/edit")
     assert details["edit"]["method"] == "time" and "a blue circle" in details["edit"]["preserve"]  # automatic
+    assert f'keeping 8 prompts ("{details["edit"]["preserve"][0]}"' in status
     plot, strip, rows, status = c.predict(
         "a circle", "a green circle", preset_table("shapes:0"), True, True, -2, 2, 2, 1, 0, None, None, None,
         "diff-quickfix", api_name="/sweep")

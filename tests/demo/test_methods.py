@@ -3,6 +3,8 @@ time, λ sweeps and edit files of Diff-QuickFix, and interleaved sessions of dif
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -56,6 +58,14 @@ def test_edit_and_sweep_runs_with_diff_quickfix(tiny_runtime):
     assert demo.edit_details(updates[-1])["edit"]["method"] == DQF
     time_update = list(demo.run_edit(runtime, demo.SessionEdits(), PROMPTS, 0.1, settings))[-1]
     assert "TIME (UNet cross-attention), keys + values" in demo.edit_status(time_update)
+    auto = list(demo.run_edit(runtime, demo.SessionEdits(auto_preserve=True), PROMPTS, 0.1, settings))[-1].edit
+    status = demo.edit_status(dataclasses.replace(time_update, edit=auto))
+    kept, n = ", ".join(f'"{p}"' for p in auto.preserve[:3]), len(auto.preserve)  # derived words are alphabetic
+    assert n > 3 and f"keeping {n} prompts ({kept} +{n - 3}; weight {auto.preserve_weight:.3g})" in status
+    assert "keeping" not in demo.edit_status(time_update)
+    odd = dataclasses.replace(auto, preserve=("a *bold* rose",), preserve_weight=2.0)
+    odd = dataclasses.replace(time_update, edit=odd)
+    assert 'keeping 1 prompt ("a \\*bold\\* rose"; weight 2)' in demo.edit_status(odd)  # Markdown escaped
     sweep = list(demo.run_sweep(runtime, session, PROMPTS, (1e-3, 1.0, 1e3), settings))
     assert sweep[-1].done and [p.lam for p in sweep[-1].points] == [1e-3, 1.0, 1e3]
     assert pipeline_hash(runtime.pipe) == before

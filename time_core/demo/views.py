@@ -5,6 +5,7 @@ Pure formatting of the runs' updates (`edit_run`, `sweep_run`, `debias_run`); no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,6 +37,22 @@ __all__ = [
 ]
 
 SCORE_HEADERS = ("model", "efficacy", "generality", "specificity")
+SHOWN_PRESERVED = 3  # preserved prompts named in the status line (the details list them all)
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
+
+
+def _plain(text: str) -> str:
+    """`text` with Markdown's special characters escaped (a prompt shown in a Markdown line)."""
+    return _MARKDOWN.sub(r"\\\1", text)
+
+
+def _preserved(edit) -> str:
+    """The status line's preserved prompts: `keeping 8 prompts ("a blue circle", "a yellow circle", "a orange
+    circle" +5; weight 0.000233)`."""
+    shown = ", ".join(f'"{_plain(p)}"' for p in edit.preserve[:SHOWN_PRESERVED])
+    more = f" +{len(edit.preserve) - SHOWN_PRESERVED}" if len(edit.preserve) > SHOWN_PRESERVED else ""
+    count = f"{len(edit.preserve)} prompt" + ("s" if len(edit.preserve) > 1 else "")
+    return f"keeping {count} ({shown}{more}; weight {edit.preserve_weight:.3g})"
 
 
 def edit_status(update: EditUpdate) -> str:
@@ -48,8 +65,8 @@ def edit_status(update: EditUpdate) -> str:
     pairs = len(edit.sources)
     what = f"{pairs} pairs (multi-edit)" if pairs > 1 else "1 pair"
     total = len(update.original)
-    parts = [f"**λ = {format_lam(edit.lam)}**", what, mode, aug,
-             f"originals: {update.cached}/{total} from cache ({update.seconds.get('original', 0.0):.1f} s)"]
+    parts = [f"**λ = {format_lam(edit.lam)}**", what, mode, aug] + ([_preserved(edit)] if edit.preserve else [])
+    parts.append(f"originals: {update.cached}/{total} from cache ({update.seconds.get('original', 0.0):.1f} s)")
     if update.edited is None:
         parts.append("edited: generating…")
     else:
