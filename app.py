@@ -365,7 +365,7 @@ def wire_sweep_and_debias(runtime: demo.DemoRuntime, e: SimpleNamespace, s: Simp
 
 
 def build_demo(runtime: demo.DemoRuntime) -> gr.Blocks:
-    """The Blocks app for a loaded runtime."""
+    """The Blocks app for a loaded runtime, its queue set up (at most 64 waiting events)."""
     image_format = "png" if runtime.config.family == demo.TOY else "webp"
     with gr.Blocks(title="TIME: editing implicit assumptions", delete_cache=(3600, 7200)) as app:
         gr.Markdown(DESCRIPTION)
@@ -380,7 +380,7 @@ def build_demo(runtime: demo.DemoRuntime) -> gr.Blocks:
                 debiasing = debias_tab(runtime, image_format)
         wire_edit(runtime, edit, sweep, session)
         wire_sweep_and_debias(runtime, edit, sweep, debiasing, session)
-    return app
+    return app.queue(max_size=64)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> None:
         runtime = demo.DemoRuntime.load(config, device=args.device)
     except (ModelLoadError, ScorerWeightsUnavailableError) as error:  # a clear message, never a silent fallback
         parser.exit(1, f"error: {error}\n")
-    app = build_demo(runtime).queue(max_size=64)
+    app = build_demo(runtime)
     app.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(primary_hue="indigo"), css=CSS,
                max_file_size=int((config.max_upload_mb + 1) * 1e6), allowed_paths=[str(Path(runtime.workdir))])
 

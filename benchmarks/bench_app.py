@@ -92,8 +92,7 @@ def main() -> None:
 
     import app as demo_app
 
-    blocks = demo_app.build_demo(runtime)
-    blocks.queue(default_concurrency_limit=1)
+    blocks = demo_app.build_demo(runtime)  # queued as app.py serves it
     port = free_port()
     blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
