@@ -177,7 +177,7 @@ def upload_edit(runtime: demo.DemoRuntime, path: str | None):
     lam_text, keys = demo.format_lam(edit.lam), _edit_keys(edit.method, getattr(edit, "edit_keys", True))
     gr.Info(f"loaded a {edit.method} edit of {len(edit.sources)} pair(s), λ = {lam_text}")
     return (session, session.stack_rows(), edit.sources[-1], edit.destinations[-1], lam_text,
-            demo.log_from_lam(lam_text), keys, edit.augment, edit.method, edit.method)
+            demo.log_from_lam(lam_text), keys, edit.augment, edit.method, edit.method, *[edit.auto_preserve] * 2)
 
 
 # Layout: one function per tab (and per panel of the Edit tab); each returns its components by name.
@@ -345,7 +345,7 @@ def wire_edit(runtime: demo.DemoRuntime, e: SimpleNamespace, s: SimpleNamespace,
     e.reset.click(reset_edits, session, [session, e.stack], api_name="reset", **LIGHT)
     e.upload.upload(functools.partial(upload_edit, runtime), e.upload,
                     [session, e.stack, e.source, e.destination, e.lam_text, e.lam_slider, e.edit_keys, e.augment,
-                     e.method, s.method], api_name="upload", **LIGHT)
+                     e.method, s.method, e.auto_preserve, s.auto_preserve], api_name="upload", **LIGHT)
     for mine, other in ((e.method, s.method), (s.method, e.method)):  # user choices only: .input, not .change
         mine.input(on_method, mine, [other, e.lam_text, e.lam_slider, e.edit_keys], api_name=False, **LIGHT)
 

@@ -12,6 +12,7 @@ and the method's provenance). Files written before the method was recorded are T
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from .models import TextConditioning
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "LEGACY_METHOD", "BaseEdit", "EditFileError", "read_edit_file"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "LEGACY_METHOD", "BaseEdit", "EditFileError", "read_auto_preserve", "read_edit_file"]
 
 FORMAT = "time-edit"
 FORMAT_VERSION = 1
@@ -61,6 +62,18 @@ def read_edit_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
     return tensors, meta
 
 
+def read_auto_preserve(meta: dict[str, str]) -> bool:
+    """An edit file's `auto_preserve` flag (`False` in files written before it was recorded).
+
+    Raises:
+        `ValueError`: the flag is not a JSON boolean.
+    """
+    value = json.loads(meta.get("auto_preserve", "false"))
+    if not isinstance(value, bool):
+        raise ValueError(f"auto_preserve must be true or false, got {value!r}")
+    return value
+
+
 class BaseEdit(ABC):
     """An edit of a text-to-image pipeline that never writes its weights (subclassed by each editing method).
 
@@ -82,6 +95,8 @@ class BaseEdit(ABC):
     preserve: tuple[str, ...]  # prompts asked to stay as they are
     preserve_weight: float  # the weight of each preservation pair
     model: str  # the model the edit was computed on (informative)
+    # whether `preserve` was derived by the method (`preserve="auto"`) rather than listed; False for methods without it
+    auto_preserve: bool = False
 
     @abstractmethod
     def check_compatible(self, pipe) -> None:

@@ -175,11 +175,15 @@ def test_app_diff_quickfix_through_the_endpoints(app_url):
         c.predict("a circle", "a green circle", preset_table("shapes:0"), "0.01", True, True, 1, 0, config.steps,
                   config.guidance, 64, "uce", api_name="/edit")
     restored = c.predict(handle_file(edit_file), api_name="/upload")
-    assert list(restored[1:4]) == ["a circle", "a green circle", "0.01"] and list(restored[-2:]) == ["diff-quickfix"] * 2
-    *_, status, details, _ = c.predict("a circle", "a green circle", preset_table("shapes:0"), "0.1", True, True, 1, 0,
-                                       config.steps, config.guidance, 64, "time", True, api_name="/edit")
+    assert list(restored[1:4]) == ["a circle", "a green circle", "0.01"]
+    assert list(restored[-4:]) == ["diff-quickfix"] * 2 + [False] * 2  # the method and the preservation switches
+    *_, status, details, auto_file = c.predict("a circle", "a green circle", preset_table("shapes:0"), "0.1", True,
+                                               True, 1, 0, config.steps, config.guidance, 64, "time", True,
+                                               api_name="/edit")
     assert details["edit"]["method"] == "time" and "a blue circle" in details["edit"]["preserve"]  # automatic
-    assert f'keeping 8 prompts ("{details["edit"]["preserve"][0]}"' in status
+    assert f'keeping 8 derived prompts ("{details["edit"]["preserve"][0]}"' in status
+    assert load_edit(auto_file).auto_preserve and list(c.predict(handle_file(auto_file), api_name="/upload")[-4:]) == [
+        "time", "time", True, True]  # an uploaded automatic edit turns the switches on
     plot, strip, rows, status = c.predict(
         "a circle", "a green circle", preset_table("shapes:0"), True, True, -2, 2, 2, 1, 0, None, None, None,
         "diff-quickfix", api_name="/sweep")

@@ -46,6 +46,19 @@ def test_the_stack_holds_one_method_at_a_time(tiny_runtime):
         session.build(pipe, "a rose", "a blue rose", lam=0.05, edit_keys=False)
 
 
+@pytest.mark.parametrize("method", ["time", DQF])
+def test_an_uploaded_automatic_edit_is_rebuilt_bit_for_bit(tiny_runtime, tmp_path, method):
+    pipe = tiny_runtime.pipe
+    session = demo.SessionEdits(auto_preserve=True).with_method(method, auto_preserve=True)
+    edit = session.push(pipe.tokenizer, "a tulip", "a red tulip").build(pipe, "a rose", "a blue rose", 0.5)
+    uploaded = demo.load_edit_file(demo.save_edit_file(edit, tmp_path), pipe, max_bytes=10**6)
+    restored = demo.SessionEdits.from_edit(uploaded)
+    assert restored.auto_preserve and restored.preserve == () and restored.method == method
+    again = restored.build(pipe, "a rose", "a blue rose", 0.5)
+    assert again.preserve == edit.preserve and again.preserve_weight == edit.preserve_weight and again.auto_preserve
+    assert all(torch.equal(a, b) for a, b in zip(again.tensors().values(), edit.tensors().values()))
+
+
 def test_edit_and_sweep_runs_with_diff_quickfix(tiny_runtime):
     runtime = tiny_runtime
     settings = runtime.settings(num_seeds=1, steps=2, guidance=5.0)
@@ -61,9 +74,9 @@ def test_edit_and_sweep_runs_with_diff_quickfix(tiny_runtime):
     auto = list(demo.run_edit(runtime, demo.SessionEdits(auto_preserve=True), PROMPTS, 0.1, settings))[-1].edit
     status = demo.edit_status(dataclasses.replace(time_update, edit=auto))
     kept, n = ", ".join(f'"{p}"' for p in auto.preserve[:3]), len(auto.preserve)  # derived words are alphabetic
-    assert n > 3 and f"keeping {n} prompts ({kept} +{n - 3}; weight {auto.preserve_weight:.3g})" in status
+    assert n > 3 and f"keeping {n} derived prompts ({kept} +{n - 3}; weight {auto.preserve_weight:.3g})" in status
     assert "keeping" not in demo.edit_status(time_update)
-    odd = dataclasses.replace(auto, preserve=("a *bold* rose",), preserve_weight=2.0)
+    odd = dataclasses.replace(auto, preserve=("a *bold* rose",), preserve_weight=2.0, auto_preserve=False)
     odd = dataclasses.replace(time_update, edit=odd)
     assert 'keeping 1 prompt ("a \\*bold\\* rose"; weight 2)' in demo.edit_status(odd)  # Markdown escaped
     sweep = list(demo.run_sweep(runtime, session, PROMPTS, (1e-3, 1.0, 1e3), settings))

@@ -142,6 +142,28 @@ def test_edit_metadata_is_json(sd1):
     assert json.loads(meta["sources"]) == [SOURCE, "an apple"] and json.loads(meta["preserve"]) == ["a car"]
 
 
+@pytest.mark.parametrize("method", ["time", "diff-quickfix"])
+def test_edit_files_record_automatic_preservation(sd1, tmp_path, method):
+    """Listing an automatic edit's derived prompts at its weight gives another edit (TIME uses them unaugmented,
+    Diff-QuickFix reads them up to their end tokens), so the file records that they were derived."""
+    auto = compute_edit(sd1, SOURCE, DESTINATION, method=method, preserve="auto")
+    listed = compute_edit(sd1, SOURCE, DESTINATION, method=method, preserve=auto.preserve,
+                          preserve_weight=auto.preserve_weight)
+    assert auto.auto_preserve and not listed.auto_preserve and listed.preserve == auto.preserve and auto.preserve
+    assert any(not torch.equal(a, b) for a, b in zip(auto.tensors().values(), listed.tensors().values()))
+    for edit in (auto, listed):
+        loaded = load_edit(edit.save(tmp_path / "edit.safetensors"))
+        assert loaded.auto_preserve == edit.auto_preserve and json.loads(edit.metadata()["auto_preserve"]) is (
+            edit is auto)
+    tensors = auto.tensors()
+    old = {k: v for k, v in auto.metadata().items() if k != "auto_preserve"}  # written before the flag
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata=old)
+    assert load_edit(tmp_path / "old.safetensors").auto_preserve is False
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={**old, "auto_preserve": '"yes"'})
+    with pytest.raises(EditFileError, match="auto_preserve must be true or false, got 'yes'"):
+        load_edit(tmp_path / "bad.safetensors")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ReplacedEncoderWeight(StandInEdit):
     """A stand-in for a method that edits the text encoder (as Diff-QuickFix does): one weight replaced, applied with

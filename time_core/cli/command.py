@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> dict:
     written = {"edit": str(args.out)}
     print(f"edit: {args.out} ({_mb(args.out)}; {args.method}, λ = {lam:g})")
     if edit.preserve:
-        derived = "derived " if args.preserve == AUTO_PRESERVE else ""
+        derived = "derived " if edit.auto_preserve else ""
         print(f"preserved: {len(edit.preserve)} {derived}prompts at weight {edit.preserve_weight:.4g} "
               f"({'; '.join(edit.preserve)})")
     if args.lora is not None:

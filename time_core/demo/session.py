@@ -100,8 +100,12 @@ class SessionEdits:
 
     @classmethod
     def from_edit(cls, edit: BaseEdit) -> SessionEdits:
-        """The session state after uploading an edit: all pairs but the last are stacked; the last is the current."""
+        """The session state after uploading an edit: all pairs but the last are stacked; the last is the current. An
+        edit with automatic preservation turns it on (its prompts are derived again, as they were), listed prompts
+        are kept with their weight."""
         pairs = tuple(zip(edit.sources, edit.destinations))
+        if edit.auto_preserve:
+            return cls(stack=pairs[:-1], edit=edit, method=edit.method, auto_preserve=True)
         return cls(stack=pairs[:-1], preserve=tuple(edit.preserve), preserve_weight=edit.preserve_weight, edit=edit,
                    method=edit.method)
 

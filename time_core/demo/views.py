@@ -51,7 +51,7 @@ def _preserved(edit) -> str:
     circle" +5; weight 0.000233)`."""
     shown = ", ".join(f'"{_plain(p)}"' for p in edit.preserve[:SHOWN_PRESERVED])
     more = f" +{len(edit.preserve) - SHOWN_PRESERVED}" if len(edit.preserve) > SHOWN_PRESERVED else ""
-    count = f"{len(edit.preserve)} prompt" + ("s" if len(edit.preserve) > 1 else "")
+    count = f"{len(edit.preserve)} {'derived ' if edit.auto_preserve else ''}prompt" + "s" * (len(edit.preserve) > 1)
     return f"keeping {count} ({shown}{more}; weight {edit.preserve_weight:.3g})"
 
 

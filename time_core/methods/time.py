@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 
 from ..attention import install_split_processors, split_key_value
-from ..edit import BaseEdit, EditFileError
+from ..edit import BaseEdit, EditFileError, read_auto_preserve
 from ..models import TextConditioning, check_architecture, cross_attention_layers, model_id, text_width
 from ..prompts import as_prompts, augment_pairs, build_pairs, check_preserve_weight, is_auto_preserve, preserve_prompts
 from ..solver import EditSystem, build_system, check_lam
@@ -41,6 +41,8 @@ class Edit(BaseEdit):
         preserve (`tuple[str, ...]`): prompts asked to stay as they are.
         preserve_weight (`float`): the weight of each preservation pair.
         model (`str`): the model the edit was computed on (informative).
+        auto_preserve (`bool`): whether `preserve` and its weight were derived (`preserve="auto"`); such an edit is
+            reproduced by asking for `"auto"` again, not by listing its prompts (they are used unaugmented).
     """
 
     method: ClassVar[str] = "time"
@@ -55,6 +57,7 @@ class Edit(BaseEdit):
     preserve: tuple[str, ...] = ()
     preserve_weight: float = 1.0
     model: str = ""
+    auto_preserve: bool = False
 
     @property
     def text_width(self) -> int:
@@ -122,6 +125,7 @@ class Edit(BaseEdit):
             "augment": json.dumps(self.augment),
             "preserve": json.dumps(list(self.preserve)),
             "preserve_weight": repr(float(self.preserve_weight)),
+            "auto_preserve": json.dumps(self.auto_preserve),
             "text_width": str(self.text_width),
             "model": self.model,
         }
@@ -143,6 +147,7 @@ class Edit(BaseEdit):
                 preserve=tuple(json.loads(meta["preserve"])),
                 preserve_weight=float(meta["preserve_weight"]),
                 model=meta.get("model", ""),
+                auto_preserve=read_auto_preserve(meta),
             )
         except (KeyError, ValueError, TypeError) as error:
             raise EditFileError(f"{name} has invalid edit metadata ({type(error).__name__}: {error})") from error
@@ -171,6 +176,7 @@ class EditProblem(BaseProblem):
     preserve_weight: float = 1.0
     model: str = ""
     num_pairs: int = 0
+    auto_preserve: bool = False
 
     def solve(self, lam: float | None = None) -> Edit:
         """The `Edit` for one λ (`None`: `DEFAULT_LAM`)."""
@@ -185,6 +191,7 @@ class EditProblem(BaseProblem):
             preserve=self.preserve,
             preserve_weight=self.preserve_weight,
             model=self.model,
+            auto_preserve=self.auto_preserve,
         )
 
 
@@ -214,7 +221,8 @@ class TimeMethod(EditingMethod):
         if len(sources) != len(destinations):
             raise ValueError(f"got {len(sources)} source prompts but {len(destinations)} destination prompts")
         check_architecture(pipe)
-        if is_auto_preserve(preserve):
+        auto = is_auto_preserve(preserve)
+        if auto:
             C, C_star, weights, preserve, preserve_weight = _auto_pairs(pipe, sources, destinations, augment,
                                                                           self.auto_preserve_strength)
         else:
@@ -231,6 +239,7 @@ class TimeMethod(EditingMethod):
             preserve_weight=preserve_weight,
             model=model_id(pipe),
             num_pairs=C.shape[0],
+            auto_preserve=auto,
         )
 
 

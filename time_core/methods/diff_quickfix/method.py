@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import torch
 
-from ...edit import BaseEdit, EditFileError
+from ...edit import BaseEdit, EditFileError, read_auto_preserve
 from ...models import TEXT_ENCODERS as ENCODERS
 from ...models import (
     TextConditioning,
@@ -66,6 +66,8 @@ class QuickFixEdit(BaseEdit):
         preserve (`tuple[str, ...]`), preserve_weight (`float`): preservation prompts and their weight.
         text_width (`int`): the width of the text embeddings of the model (the UNet's `cross_attention_dim`).
         model (`str`): the model the edit was computed on (informative).
+        auto_preserve (`bool`): whether `preserve` and its weight were derived (`preserve="auto"`; the weight is the
+            first encoder's); such an edit is reproduced by asking for `"auto"` again, not by listing its prompts.
     """
 
     method: ClassVar[str] = "diff-quickfix"
@@ -81,6 +83,7 @@ class QuickFixEdit(BaseEdit):
     preserve_weight: float = 1.0
     text_width: int = 0
     model: str = ""
+    auto_preserve: bool = False
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -181,6 +184,7 @@ class QuickFixEdit(BaseEdit):
             "augment": json.dumps(self.augment),
             "preserve": json.dumps(list(self.preserve)),
             "preserve_weight": repr(float(self.preserve_weight)),
+            "auto_preserve": json.dumps(self.auto_preserve),
             "layers": json.dumps(dict(self.layers)),
             "text_width": str(self.text_width),
             "model": self.model,
@@ -203,6 +207,7 @@ class QuickFixEdit(BaseEdit):
                 preserve_weight=check_preserve_weight(float(meta["preserve_weight"])),
                 text_width=int(meta["text_width"]),
                 model=meta.get("model", ""),
+                auto_preserve=read_auto_preserve(meta),
             )
         except (KeyError, ValueError, TypeError) as error:
             raise EditFileError(f"{name} has invalid edit metadata ({type(error).__name__}: {error})") from error
@@ -244,6 +249,7 @@ class QuickFixEditProblem(BaseProblem):
     preserve_weight: float = 1.0
     text_width: int = 0
     model: str = ""
+    auto_preserve: bool = False
 
     @property
     def num_pairs(self) -> int:
@@ -264,6 +270,7 @@ class QuickFixEditProblem(BaseProblem):
             preserve_weight=self.preserve_weight,
             text_width=self.text_width,
             model=self.model,
+            auto_preserve=self.auto_preserve,
         )
 
 
@@ -340,4 +347,5 @@ class DiffQuickFixMethod(EditingMethod):
             preserve_weight=preserve_weight,
             text_width=text_width(pipe),
             model=model_id(pipe),
+            auto_preserve=auto,
         )
