@@ -24,7 +24,9 @@ from safetensors.torch import load_file, save_file
 
 from .models import TextConditioning
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "LEGACY_METHOD", "BaseEdit", "EditFileError", "read_auto_preserve", "read_edit_file"]
+__all__ = [
+    "FORMAT", "FORMAT_VERSION", "LEGACY_METHOD", "BaseEdit", "EditFileError", "read_auto_preserve", "read_edit_file",
+]
 
 FORMAT = "time-edit"
 FORMAT_VERSION = 1

@@ -49,10 +49,11 @@ def _plain(text: str) -> str:
 def _preserved(edit) -> str:
     """The status line's preserved prompts: `keeping 8 prompts ("a blue circle", "a yellow circle", "a orange
     circle" +5; weight 0.000233)`."""
+    n = len(edit.preserve)
     shown = ", ".join(f'"{_plain(p)}"' for p in edit.preserve[:SHOWN_PRESERVED])
-    more = f" +{len(edit.preserve) - SHOWN_PRESERVED}" if len(edit.preserve) > SHOWN_PRESERVED else ""
-    count = f"{len(edit.preserve)} {'derived ' if edit.auto_preserve else ''}prompt" + "s" * (len(edit.preserve) > 1)
-    return f"keeping {count} ({shown}{more}; weight {edit.preserve_weight:.3g})"
+    more = f" +{n - SHOWN_PRESERVED}" if n > SHOWN_PRESERVED else ""
+    kind = ("derived " if edit.auto_preserve else "") + ("prompts" if n > 1 else "prompt")
+    return f"keeping {n} {kind} ({shown}{more}; weight {edit.preserve_weight:.3g})"
 
 
 def edit_status(update: EditUpdate) -> str:
