@@ -8,6 +8,7 @@ config, and raises `UnsupportedModelError` otherwise.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -285,8 +286,6 @@ def thread_view(pipe):
     one tokenizes or samples. Threads that each generate (or edit) with their own view do not cross; the UNet, VAE and
     text encoders are shared, never copied, and never written.
     """
-    import copy
-
     private = {name: copy.deepcopy(module) for name, module in pipe.components.items()
                if name == "scheduler" or name in dict(TEXT_ENCODERS).values()}
     new = type(pipe)(**{**pipe.components, **private})

@@ -95,8 +95,8 @@ def _preserve(prompts: Sequence[str], method: str) -> str | tuple[str, ...]:
         return tuple(check_prompt(p, "preserve prompt") for p in prompts)
     if len(prompts) > 1:
         raise UsageError("--preserve auto derives the prompts itself: give it alone, or list prompts without 'auto'")
-    for problem in get_method(method).unsupported(auto_preserve=True):
-        raise UsageError(problem)
+    if problems := get_method(method).unsupported(auto_preserve=True):
+        raise UsageError("; ".join(problems))
     return AUTO_PRESERVE
 
 
@@ -105,8 +105,8 @@ def _check(args: argparse.Namespace) -> argparse.Namespace:
     args.source, args.destination = check_prompt(args.source, "source"), check_prompt(args.destination, "destination")
     if args.lam is not None:
         args.lam = check_lam(args.lam)
-    for problem in get_method(args.method).unsupported(values_only=args.values_only):
-        raise UsageError(problem)
+    if problems := get_method(args.method).unsupported(values_only=args.values_only):
+        raise UsageError("; ".join(problems))
     args.preserve = _preserve(args.preserve, args.method)
     if args.preserve_weight is not None:
         if args.preserve == AUTO_PRESERVE:
