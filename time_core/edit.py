@@ -64,16 +64,21 @@ def read_edit_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
     return tensors, meta
 
 
-def read_auto_preserve(meta: dict[str, str]) -> bool:
-    """An edit file's `auto_preserve` flag (`False` in files written before it was recorded).
+def read_flag(meta: dict[str, str], key: str) -> bool:
+    """An edit file's boolean flag `key` (`False` in files written before it was recorded).
 
     Raises:
         `ValueError`: the flag is not a JSON boolean.
     """
-    value = json.loads(meta.get("auto_preserve", "false"))
+    value = json.loads(meta.get(key, "false"))
     if not isinstance(value, bool):
-        raise ValueError(f"auto_preserve must be true or false, got {value!r}")
+        raise ValueError(f"{key} must be true or false, got {value!r}")
     return value
+
+
+def read_auto_preserve(meta: dict[str, str]) -> bool:
+    """An edit file's `auto_preserve` flag (`False` in files written before it was recorded)."""
+    return read_flag(meta, "auto_preserve")
 
 
 class BaseEdit(ABC):

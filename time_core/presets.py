@@ -4,7 +4,8 @@ The shipped presets are package data in `time_core/data/presets/` (format and or
 file holds one JSON object with the keys `name`, `description`, `model`, `kind` and `entries`:
 
 - `kind: "edit"` (the TIMED format): each entry is `{"source", "destination", "positives", "negatives"}`, where
-  `positives` and `negatives` are lists of exactly `NUM_PROMPTS` `{"prompt", "destination"}` objects, each with an
+  `positives` and `negatives` are non-empty lists of `{"prompt", "destination"}` objects (`NUM_PROMPTS` each in
+  TIMED; every entry of one preset has as many positives, and as many negatives, as the first), each with an
   optional `"type"` (what kind of test it is, e.g. `"plural"` or `"related"`; reported separately). A positive should
   change with the edit (towards its `destination`); a negative should not (its `destination` is what it must not turn
   into).
@@ -55,8 +56,8 @@ class EditEntry:
     Args:
         source (`str`): The under-specified source prompt, e.g. `"A banana"`.
         destination (`str`): The destination prompt of the edit, e.g. `"A blue banana"`.
-        positives (`tuple[PromptPair, ...]`): `NUM_PROMPTS` related prompts that should change with the edit.
-        negatives (`tuple[PromptPair, ...]`): `NUM_PROMPTS` related prompts that should not change.
+        positives (`tuple[PromptPair, ...]`): related prompts that should change with the edit (`NUM_PROMPTS` in TIMED).
+        negatives (`tuple[PromptPair, ...]`): related prompts that should not change (`NUM_PROMPTS` in TIMED).
     """
 
     source: str
@@ -64,8 +65,13 @@ class EditEntry:
     positives: tuple[PromptPair, ...]
     negatives: tuple[PromptPair, ...]
 
+    @property
+    def num_edited(self) -> int:
+        """How many of `prompts()` should follow the edit: the source and the positives, which come first."""
+        return 1 + len(self.positives)
+
     def prompts(self) -> tuple[list[str], list[str]]:
-        """The source, the positives and the negatives (`1 + 2 NUM_PROMPTS` prompts), and the destination of each."""
+        """The source, the positives and the negatives, and the destination of each."""
         pairs = [PromptPair(self.source, self.destination), *self.positives, *self.negatives]
         return [p.prompt for p in pairs], [p.destination for p in pairs]
 
@@ -147,11 +153,14 @@ def _string(obj: dict, key: str, where: str) -> str:
     return value
 
 
-def _list(obj: dict, key: str, length: int, where: str) -> list:
+def _list(obj: dict, key: str, length: int | None, where: str) -> list:
+    """`obj[key]`, a list of exactly `length` items (`None`: at least one)."""
     value = obj[key]
     if not isinstance(value, list):
         raise ValueError(f"{where}: key {key!r} must be a list, got {type(value).__name__}")
-    if len(value) != length:
+    if length is None and not value:
+        raise ValueError(f"{where}: key {key!r} must hold at least one item")
+    if length is not None and len(value) != length:
         raise ValueError(f"{where}: key {key!r} must hold exactly {length} items, got {len(value)}")
     return value
 
@@ -166,10 +175,11 @@ def _prompt_pair(obj: Any, where: str) -> PromptPair:
     return PromptPair(prompt=_string(obj, "prompt", where), destination=_string(obj, "destination", where), type=kind)
 
 
-def _edit_entry(obj: Any, where: str) -> EditEntry:
+def _edit_entry(obj: Any, where: str, counts: tuple[int, int] | None = None) -> EditEntry:
+    """One edit entry; `counts` (positives, negatives) is what every entry of its preset must hold, if known."""
     _check_keys(obj, ("source", "destination", "positives", "negatives"), where)
-    positives = _list(obj, "positives", NUM_PROMPTS, where)
-    negatives = _list(obj, "negatives", NUM_PROMPTS, where)
+    positives = _list(obj, "positives", counts and counts[0], where)
+    negatives = _list(obj, "negatives", counts and counts[1], where)
     return EditEntry(
         source=_string(obj, "source", where),
         destination=_string(obj, "destination", where),
@@ -224,7 +234,10 @@ def parse_preset(data: Any, source: str = "<preset>") -> EditPreset | DebiasPres
     name = _string(data, "name", source)
     description = _string(data, "description", source)
     if kind == "edit":
-        edits = tuple(_edit_entry(entry, f"{source}: entries[{i}]") for i, entry in enumerate(entries))
+        first = _edit_entry(entries[0], f"{source}: entries[0]")
+        counts = (len(first.positives), len(first.negatives))  # every entry as many as the first
+        edits = (first, *(_edit_entry(entry, f"{source}: entries[{i}]", counts)
+                          for i, entry in enumerate(entries) if i > 0))
         return EditPreset(name=name, description=description, model=model, entries=edits)
     balances = tuple(_debias_entry(entry, f"{source}: entries[{i}]") for i, entry in enumerate(entries))
     return DebiasPreset(name=name, description=description, model=model, entries=balances)

@@ -28,7 +28,16 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["EditSystem", "build_system", "check_lam", "edit_matrix", "factorise", "naive_edited_weight"]
+__all__ = ["AUTO_LAM", "EditSystem", "is_auto", "build_system", "check_lam", "cross_validated_lam", "edit_matrix", "factorise",
+           "naive_edited_weight"]
+
+
+AUTO_LAM = "auto"
+
+
+def is_auto(lam) -> bool:
+    """Whether a λ argument asks for the λ chosen per edit (`"auto"`, the knob-free edit)."""
+    return isinstance(lam, str) and lam.strip().lower() == AUTO_LAM
 
 
 def check_lam(lam: float) -> float:
@@ -156,3 +165,53 @@ def naive_edited_weight(
     mat1 = lam * W + V_star.T @ C  # (out, d)
     mat2 = lam * eye + C.T @ C  # (d, d)
     return mat1 @ torch.inverse(mat2)
+
+
+def cross_validated_lam(
+    X: torch.Tensor,
+    R: torch.Tensor,
+    weights: torch.Tensor,
+    folds: torch.Tensor,
+    lams: torch.Tensor,
+) -> tuple[float, torch.Tensor]:
+    """The λ of the weighted ridge update (see `factorise`) that best predicts held-out rows: K-fold cross-validation
+    in closed form, one eigendecomposition per fold for every λ.
+
+    For a fold `f`, the update fitted on the other rows is `U(λ) = (Rᵀ W X V) diag(1 / (λ + s)) Vᵀ` with
+    `Xᵀ W X = V diag(s) Vᵀ`; its error on the fold's rows, `Σ_f w ‖U x − r‖²`, is a quadratic form in
+    `q = 1 / (λ + s)`: `qᵀ ((Zᵀ W Z) ∘ (PᵀP)) q − 2 qᵀ diag(Zᵀ W R P) + Σ w ‖r‖²` with `Z = X_f V`, `P = Rᵀ W X V`
+    (of the training rows), so each λ costs `O(d²)`.
+
+    Args:
+        X (`torch.Tensor`): inputs, shape `(N, d)`.
+        R (`torch.Tensor`): residuals (target minus input), shape `(N, d_out)`.
+        weights (`torch.Tensor`): non-negative weight per row, shape `(N,)`.
+        folds (`torch.Tensor`): fold of each row, shape `(N,)`; rows with fold −1 are always fitted, never held out.
+        lams (`torch.Tensor`): candidate λ values, shape `(K,)`, all > 0.
+
+    Returns:
+        the chosen λ (the smallest error; the larger λ on a tie) and the held-out error of every candidate `(K,)`.
+    """
+    X, R = X.to(torch.float64), R.to(torch.float64)
+    w = torch.as_tensor(weights, dtype=torch.float64, device=X.device).reshape(-1, 1)  # (N, 1)
+    lams = torch.as_tensor(lams, dtype=torch.float64, device=X.device).reshape(-1)  # (K,)
+    if not bool((lams > 0).all()):
+        raise ValueError("every candidate λ must be > 0")
+    errors = torch.zeros_like(lams)
+    fold_values = sorted(set(folds.tolist()) - {-1})
+    if not fold_values:
+        raise ValueError("cross-validation needs rows in at least one fold")
+    for fold in fold_values:
+        held = folds == fold
+        Xt, Rt, wt = X[~held], R[~held], w[~held]
+        s, V = torch.linalg.eigh(Xt.T @ (wt * Xt))  # (d,), (d, d)
+        P = (Rt.T @ (wt * Xt)) @ V  # (d_out, d)
+        Z, Rf, wf = X[held] @ V, R[held], w[held]  # (n, d), (n, d_out), (n, 1)
+        H = (Z.T @ (wf * Z)) * (P.T @ P)  # (d, d)
+        h = ((Z.T @ (wf * Rf)) @ P).diagonal()  # (d,)
+        const = float((wf * Rf**2).sum())
+        q = 1.0 / (lams[:, None] + s.clamp(min=0.0)[None, :])  # (K, d)
+        errors += ((q @ H) * q).sum(dim=1) - 2 * (q @ h) + const
+    best = errors.min()
+    chosen = int(torch.nonzero(errors <= best * (1 + 1e-9)).max())
+    return float(lams[chosen]), errors

@@ -53,9 +53,10 @@ def test_shipped_presets_load(name):
     assert preset.name == name
     assert len(preset.entries) == count
     assert load_preset(list_presets()[name]) == preset
+    size = 10 if name in ("shapes", "shapes_validation") else 5  # the hard Shapes benchmark: 10 + 10 per entry
     for entry in preset.entries:
         if isinstance(entry, EditEntry):
-            assert len(entry.positives) == 5 and len(entry.negatives) == 5
+            assert len(entry.positives) == size and len(entry.negatives) == size
             assert all(isinstance(pair, PromptPair) for pair in entry.positives + entry.negatives)
         else:
             assert isinstance(entry, DebiasEntry) and len(entry.tests) == 5 and len(entry.classes) == 2
@@ -134,7 +135,8 @@ def test_valid_data_loads(tmp_path):
         (lambda d: d["entries"][1].update(extra="x"), r"entries\[1\]: unknown key 'extra'"),
         (lambda d: d["entries"][1].pop("destination"), r"entries\[1\]: missing key 'destination'"),
         (lambda d: d["entries"][1]["positives"].pop(), r"entries\[1\]: key 'positives' must hold exactly 5 items"),
-        (lambda d: d["entries"][0]["negatives"].append({}), r"entries\[0\]: key 'negatives' must hold exactly 5"),
+        (lambda d: d["entries"][1]["negatives"].append({}), r"entries\[1\]: key 'negatives' must hold exactly 5"),
+        (lambda d: d["entries"][0].update(negatives=[]), r"entries\[0\]: key 'negatives' must hold at least one"),
         (lambda d: d["entries"][0]["positives"][2].update(prompt=3), r"entries\[0\]\.positives\[2\]: key 'prompt'"),
         (lambda d: d["entries"][0]["negatives"][1].pop("destination"), r"\.negatives\[1\]: missing key 'destination'"),
         (lambda d: d.update(model="sdxl"), r"key 'model' must be one of"),
@@ -250,6 +252,8 @@ def test_hard_shapes_preset_types_and_targets(name):
             assert set(recoloured.values()) == {colour}
             assert all(prompt["objects"][k]["shape"] == shape and prompt["objects"][k]["colour"] is None
                        for k in recoloured)
+            if pair.type.startswith("scene"):  # the edited shape is named first or second, as the type says
+                assert list(recoloured) == [0 if pair.type == "scene-first" else 1]
         for pair in entry.negatives:
             kinds["negative"].add(pair.type)
             prompt = parse_caption(pair.prompt)
@@ -265,5 +269,17 @@ def test_hard_shapes_preset_types_and_targets(name):
                     assert obj["shape"] == shape and obj["colour"] not in (None, colour)
                 if pair.type == "other-object":
                     assert obj["shape"] != shape and shape in [o["shape"] for o in prompt["objects"]]
-    assert kinds == {"positive": {"phrasing", "plural", "scene"},
+    assert kinds == {"positive": {"phrasing", "plural", "scene-first", "scene-second"},
                      "negative": {"related", "explicit", "other-object", "unrelated"}}
+
+
+def test_hard_shapes_negatives_name_colours_in_context():
+    """Explicit negatives name the shape's own default colour, and a colour among other words (a size, a plural, a
+    scene), in every entry of the hard benchmark."""
+    for entry in load_preset("shapes").entries:
+        shape = parse_caption(entry.source)["shape"]
+        explicit = [parse_caption(p.prompt) for p in entry.negatives if p.type == "explicit"]
+        assert any(p["kind"] == "single" and p["colour"] == DEFAULT_COLOURS[shape] and not p["size"] for p in explicit)
+        assert any(p["kind"] == "single" and p["size"] and p["colour"] for p in explicit)
+        assert any(p["kind"] == "plural" and p["objects"][0]["colour"] for p in explicit)
+        assert any(p["kind"] == "pair" and p["objects"][0]["colour"] for p in explicit)

@@ -79,26 +79,26 @@ def test_report_contents(sd1, tmp_path):
     assert report["entries_kept"] == report["entries_total"] == 2
     unit = json.loads((tmp_path / "units" / "e0000_s0-1_base.json").read_text())
     p = np.asarray(unit["baseline"])
-    assert p.shape == (11, 2)
+    assert p.shape == (21, 2)  # the hard Shapes preset: the source, 10 positives, 10 negatives
     # the recomputed efficacy of entry 0 equals the share of source images with P > 0.5
     assert report["per_entry"][0]["baseline"]["efficacy"]["mean"] == pytest.approx((p[0] > 0.5).mean())
     # the oracle of a negative is its baseline
-    assert unit["oracle"][6:] == unit["baseline"][6:]
+    assert unit["oracle"][11:] == unit["baseline"][11:]
     table = markdown_table(report)
     assert "| efficacy |" in table and "time@0.01" in table
     # the hard Shapes preset's prompt types: generality and specificity per type, recomputed from the unit files
-    assert list(report["by_type"]["baseline"]["generality"]) == ["phrasing", "plural", "scene"]
+    assert list(report["by_type"]["baseline"]["generality"]) == ["phrasing", "plural", "scene-first", "scene-second"]
     assert list(report["by_type"]["baseline"]["specificity"]) == ["related", "explicit", "other-object", "unrelated"]
     units = [json.loads((tmp_path / "units" / f"e{e:04d}_s0-1_base.json").read_text()) for e in (0, 1)]
-    plural = np.array([u["baseline"][3] for u in units])  # (entries, seeds): the third positive is the plural
+    plural = np.array([u["baseline"][4:7] for u in units])  # (entries, 3, seeds): positives 4-6 are the plurals
     assert report["by_type"]["baseline"]["generality"]["plural"]["mean"] == pytest.approx((plural > 0.5).mean())
     assert "| generality: plural |" in table and "| specificity: related |" in table
     plots = write_plots(report, tmp_path)
     assert [p.name for p in plots] == ["per_entry.png", "lambda_sweep.png", "lambda_sweep_types.png"]
     assert all(p.stat().st_size > 1000 for p in plots)
-    # every generated image is counted once: 2 entries × 2 seeds × (11 prompts + 6 oracle destinations + 11 per λ)
+    # every generated image is counted once: 2 entries × 2 seeds × (21 prompts + 11 oracle destinations + 21 per λ)
     speed = throughput(tmp_path)
-    assert speed["images"] == 2 * 2 * (17 + 2 * 11)
+    assert speed["images"] == 2 * 2 * (32 + 2 * 21)
     assert speed["seconds"] > 0 and speed["images_per_second"] == pytest.approx(speed["images"] / speed["seconds"])
     # the oracle filter keeps only entries whose oracle hit rate passes
     filtered = merge_results(config, tmp_path, oracle_filter=1.01)

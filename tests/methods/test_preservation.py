@@ -10,6 +10,7 @@ from time_core.methods.preservation import (
     nearest_words,
     relative_preserve_weight,
 )
+from time_core.methods.context import context_set, load_corpus
 from time_core.prompts import build_pairs
 
 
@@ -78,22 +79,28 @@ def test_relative_preserve_weight():
 
 
 def test_compute_edit_with_automatic_preservation(sd1):
-    edit = time_core.compute_edit(sd1, "a pack of roses", "a pack of blue roses", preserve="auto")
-    plan = auto_preservation(sd1, ["a pack of roses"], ["a pack of blue roses"])
-    assert edit.preserve == plan.prompts
-    # the same edit built by hand from the derived prompts, unaugmented, with the weight relative to λ = 0.1
-    C, C_star, weights = build_pairs(sd1, ["a pack of roses"], ["a pack of blue roses"], True, plan.prompts,
-                                     1.0, augment_preserve=False)
+    """TIME's `preserve="auto"` is Eq. 5 over the edit's pairs and its context sets, every prompt's rows at weight 1."""
+    source, destination = "a pack of roses", "a pack of blue roses"
+    problem = time_core.prepare_edit(sd1, source, destination, preserve="auto")
+    edit = problem.solve(0.1)
+    context = context_set(sd1, load_corpus(sd1), [source], [destination])
+    assert context.generalise and context.keep and context.generic
+    assert edit.preserve == context.keep and edit.context == context.summary() and not edit.lam_auto
+    # the same rows built by hand: the edit augmented, the kept prompts and generic captions as they are, then the
+    # generalisation pairs
+    kept = (*context.keep, *context.generic)
+    C, C_star, weights = build_pairs(sd1, [source], [destination], True, kept, 1.0, augment_preserve=False)
+    G, G_star, _ = build_pairs(sd1, *zip(*context.generalise), augment=False)
     length = sd1.tokenizer.model_max_length
-    num_edit = 4 * length  # the edit and its three augmentations, every position; the preservation rows follow
-    assert C.shape[0] == (4 + len(plan.prompts)) * length
-    strength = time_core.METHODS["time"].auto_preserve_strength
-    assert edit.preserve_weight == pytest.approx(relative_preserve_weight(C[num_edit:], 0.1, strength), rel=1e-12)
-    weights[num_edit:] = edit.preserve_weight
+    assert C.shape[0] == (4 + len(kept)) * length and G.shape[0] == len(context.generalise) * length
     from time_core.solver import build_system
 
-    M = build_system(C, C_star, weights).solve(0.1)
+    M = build_system(torch.cat([C, G]), torch.cat([C_star, G_star])).solve(0.1)
     assert torch.allclose(edit.M, M, atol=1e-10)
+    # lam="auto": the cross-validated λ, recorded as chosen
+    auto = time_core.compute_edit(sd1, source, destination, lam="auto", preserve="auto")
+    assert auto.lam_auto and auto.lam == problem.auto_lam > 0
+    assert torch.equal(auto.M, problem.solve(problem.auto_lam).M)
     # explicit lists keep working, and a bare string is one prompt
     one = time_core.compute_edit(sd1, "a pack of roses", "a pack of blue roses", preserve="a pack of red roses")
     assert one.preserve == ("a pack of red roses",)

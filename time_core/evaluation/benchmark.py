@@ -38,8 +38,9 @@ from tqdm.auto import tqdm
 
 from ..generate import generate
 from ..methods import DEFAULT_METHOD, get_method, prepare_edit
-from ..presets import NUM_PROMPTS, EditEntry, EditPreset, load_preset
-from ..solver import check_lam
+from ..presets import EditEntry, EditPreset, load_preset
+from ..prompts import is_auto_preserve
+from ..solver import AUTO_LAM, check_lam, is_auto
 from .metrics import Scores, hits_from_probabilities, score, scores_by_type
 from .results import RunConfig, check_out_dir, write_json
 
@@ -48,7 +49,6 @@ __all__ = [
 ]
 
 CONDITIONS = ("baseline", "oracle", "time")
-EDITED_PROMPTS = 1 + NUM_PROMPTS  # the source and the positives: the prompts that should follow the edit
 
 
 @dataclass(frozen=True)
@@ -75,16 +75,17 @@ def unit_id(entry: int, seeds: Sequence[int]) -> str:
     return f"e{entry:04d}_s{seeds[0]}-{seeds[-1]}"
 
 
-def _lam_key(lam: float) -> str:
-    return repr(float(lam))
+def _lam_key(lam: float | str) -> str:
+    return AUTO_LAM if is_auto(lam) else repr(float(lam))
 
 
-def column_name(method: str, lam: float) -> str:
-    """The report's column of a method at one λ: `"time@0.1"`, `"diff-quickfix@0.01"`."""
+def column_name(method: str, lam: float | str) -> str:
+    """The report's column of a method at one λ: `"time@0.1"`, `"diff-quickfix@0.01"`, `"time@auto"` (the knob-free
+    edit: λ chosen per entry)."""
     return f"{method}@{_lam_key(lam)}"
 
 
-def _edited_file(out: Path, uid: str, method: str, lam: float) -> Path:
+def _edited_file(out: Path, uid: str, method: str, lam: float | str) -> Path:
     """One unit's edited results for a method and λ (TIME's keep their name from before methods shared a folder)."""
     infix = "" if method == DEFAULT_METHOD else f"_{method}"
     return out / "units" / f"{uid}{infix}_lam{_lam_key(lam)}.json"
@@ -103,12 +104,13 @@ def _probabilities(classifier, images_by_prompt, prompts, destinations) -> list[
 def _baseline_and_oracle(pipe, classifier, entry: EditEntry, seeds: Sequence[int], kwargs: dict) -> dict:
     """The unedited model on the entry's prompts and on the destinations of the source and the positives."""
     prompts, destinations = entry.prompts()
+    edited = entry.num_edited  # the source and the positives: the prompts that should follow the edit
     start = time.perf_counter()
-    images = generate(pipe, prompts + destinations[:EDITED_PROMPTS], seeds, **kwargs).original  # [11 + 6][S]
+    images = generate(pipe, prompts + destinations[:edited], seeds, **kwargs).original  # [P + edited][S]
     seconds = time.perf_counter() - start
     baseline = _probabilities(classifier, images[: len(prompts)], prompts, destinations)
-    oracle = _probabilities(classifier, images[len(prompts) :], prompts[:EDITED_PROMPTS], destinations[:EDITED_PROMPTS])
-    return {"baseline": baseline, "oracle": oracle + baseline[EDITED_PROMPTS:],  # a negative's oracle is its baseline
+    oracle = _probabilities(classifier, images[len(prompts) :], prompts[:edited], destinations[:edited])
+    return {"baseline": baseline, "oracle": oracle + baseline[edited:],  # a negative's oracle is its baseline
             "timing": {"images": len(images) * len(seeds), "seconds": seconds}}
 
 
@@ -131,6 +133,7 @@ def run_unit(pipe, classifier, problem, entry: EditEntry, seeds: Sequence[int], 
         seconds = time.perf_counter() - start
         edited_results[_lam_key(lam)] = {
             "time": _probabilities(classifier, result.edited, prompts, destinations),
+            "lam_used": float(edit.lam),
             "timing": {"images": len(prompts) * len(seeds), "seconds": seconds, "edit_seconds": edit_seconds},
         }
     return base, edited_results
@@ -185,7 +188,11 @@ def _methods(config: EvalConfig, methods: Mapping[str, Sequence[float]] | None) 
     checked = {}
     for name, lams in methods.items():
         get_method(name)
-        checked[name] = tuple(check_lam(lam) for lam in lams)
+        checked[name] = tuple(AUTO_LAM if is_auto(lam) else check_lam(lam) for lam in lams)
+        if any(is_auto(lam) for lam in lams) and not is_auto_preserve(config.preserve or ()):
+            raise ValueError("λ 'auto' (the knob-free edit) needs --preserve auto")
+        if any(is_auto(lam) for lam in lams) and "auto_lam" not in get_method(name).features:
+            raise ValueError(f"λ 'auto' is not available for {name}")
     if not checked:
         raise ValueError("no method to evaluate")
     return checked
@@ -237,8 +244,9 @@ def evaluate(config: EvalConfig, out: str | Path, pipe=None, classifier=None, pr
             if not base_path.exists():
                 write_json(base_path, {"entry": entry_index, "seeds": list(seeds), **base})
             for lam_key, result in edited.items():
-                write_json(_edited_file(out, uid, method, float(lam_key)),
-                           {"entry": entry_index, "seeds": list(seeds), "method": method, "lam": float(lam_key),
+                write_json(_edited_file(out, uid, method, lam_key),
+                           {"entry": entry_index, "seeds": list(seeds), "method": method,
+                            "lam": lam_key if is_auto(lam_key) else float(lam_key),
                             **result})
 
 
@@ -247,13 +255,13 @@ def prompt_types(entry: EditEntry) -> tuple[list[str], list[str]]:
     return ([p.type or "positive" for p in entry.positives], [p.type or "negative" for p in entry.negatives])
 
 
-def _hits(rows: list[list[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    hits = hits_from_probabilities(rows)  # (11, S)
-    return hits[0], hits[1:EDITED_PROMPTS], hits[EDITED_PROMPTS:]
+def _hits(rows: list[list[float]], entry: EditEntry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    hits = hits_from_probabilities(rows)  # (1 + P + Q, S)
+    return hits[0], hits[1 : entry.num_edited], hits[entry.num_edited :]
 
 
 def _read_probabilities(config: EvalConfig, out: Path, units, columns: dict) -> dict[str, dict[int, np.ndarray]]:
-    """`[column][entry]` → `(11, S)` P(destination) over all seeds, in seed order, from the unit files; `columns`
+    """`[column][entry]` → `(1 + P + Q, S)` P(destination) over all seeds, in seed order, from the unit files; `columns`
     maps the edited columns to `(method, λ)`."""
     probabilities = {c: {e: [] for e, _ in units} for c in columns}
     for entry_index, seeds in units:
@@ -290,14 +298,14 @@ def merge_results(config: EvalConfig, out: str | Path, oracle_filter: float | No
     kept = entries
     if oracle_filter is not None:  # App. D: keep entries whose oracle renders the destinations
         kept = [e for e in entries
-                if hits_from_probabilities(stacked["oracle"][e][:EDITED_PROMPTS]).mean() >= oracle_filter]
+                if hits_from_probabilities(stacked["oracle"][e][: preset.entries[e].num_edited]).mean() >= oracle_filter]
 
     def scores_of(column: str, selection: list[int]) -> Scores:
-        parts = [_hits(stacked[column][e]) for e in selection]
+        parts = [_hits(stacked[column][e], preset.entries[e]) for e in selection]
         return score(np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts]), np.stack([p[2] for p in parts]))
 
     def by_type(column: str, selection: list[int]) -> dict:
-        parts = [_hits(stacked[column][e]) for e in selection]
+        parts = [_hits(stacked[column][e], preset.entries[e]) for e in selection]
         types = [prompt_types(preset.entries[e]) for e in selection]
         return scores_by_type(np.stack([p[1] for p in parts]), [t[0] for t in types],
                               np.stack([p[2] for p in parts]), [t[1] for t in types])

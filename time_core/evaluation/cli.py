@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..methods import DEFAULT_METHOD, METHODS, get_method
+from ..solver import AUTO_LAM, is_auto
 from . import benchmark, debiasing, experiments
 from .classifiers import default_classifier
 from .search import LOG_LAM_MAX, LOG_LAM_MIN
@@ -40,12 +41,23 @@ def _parser(prog: str, doc: str, preset_help: str, several_methods: bool = False
     return parser
 
 
+def lam_value(text: str) -> float | str:
+    """A `--lam` value: a number, or `auto` (the knob-free edit)."""
+    if is_auto(text):
+        return AUTO_LAM
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"λ must be a number or 'auto', got {text!r}") from None
+
+
 def parse_evaluate_args(argv: Sequence[str] | None = None, prog: str = "time-evaluate") -> argparse.Namespace:
     parser = _parser(prog, benchmark.__doc__, "an edit preset shipped with the package (e.g. shapes) or a JSON path",
                      several_methods=True)
     parser.add_argument("--seeds", type=int, default=24, help="number of seeds (0 .. N-1); the paper uses 24")
-    parser.add_argument("--lam", type=float, nargs="+", default=None,
-                        help="one or more λ values, for every method (default: each method's own default λ)")
+    parser.add_argument("--lam", type=lam_value, nargs="+", default=None,
+                        help="one or more λ values, for every method (default: each method's own default λ); 'auto' "
+                             "(with --preserve auto): the knob-free edit, λ chosen per entry")
     parser.add_argument("--scheduler", default="default",
                         help="sampler: 'default' (the model's own), 'dpm' (DPM-Solver++, fewer steps), 'ddim', 'euler', "
                              "'unipc'")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..solver import AUTO_LAM
+
 __all__ = ["debias_table", "markdown_table", "write_plots"]
 
 METRICS = ("efficacy", "generality", "specificity")
@@ -67,6 +69,7 @@ def write_plots(report: dict, out: Path) -> list[Path]:
     for method, columns in methods.items():
         suffix = "" if method == "time" else f"_{method}"
         paths.append(_per_entry_plot(plt, report, columns[0], out / f"per_entry{suffix}.png"))
+        columns = [c for c in columns if not c.endswith(f"@{AUTO_LAM}")]  # the knob-free λ differs per entry
         if len(columns) > 1:
             paths.append(_sweep_plot(plt, report, columns, out / f"lambda_sweep{suffix}.png"))
             if report.get("by_type"):

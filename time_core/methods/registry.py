@@ -11,7 +11,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..edit import BaseEdit, EditFileError, read_edit_file
-from ..solver import check_lam
+from ..prompts import is_auto_preserve
+from ..solver import check_lam, is_auto
 from .base import BaseProblem, EditingMethod
 from .diff_quickfix import DiffQuickFixMethod
 from .finetune import FinetuneMethod
@@ -56,7 +57,7 @@ def compute_edit(
     pipe,
     source: str | Sequence[str],
     destination: str | Sequence[str],
-    lam: float | None = None,
+    lam: float | str | None = None,
     edit_keys: bool = True,
     augment: bool = True,
     preserve: str | Sequence[str] = (),
@@ -72,8 +73,10 @@ def compute_edit(
         source (`str` or `Sequence[str]`): the under-specified prompt(s), e.g. `"a pack of roses"`.
         destination (`str` or `Sequence[str]`): the prompt(s) stating the wanted attribute, e.g.
             `"a pack of blue roses"`; for TIME each must contain its source's words in order.
-        lam (`float`, *optional*): λ, the weight of `‖W' − W‖²`; larger is a smaller edit. `None` is the method's
-            default (`METHODS[method].default_lam`: TIME 0.1, Diff-QuickFix 0.01).
+        lam (`float` or `"auto"`, *optional*): λ, the weight of `‖W' − W‖²`; larger is a smaller edit. `None` is the
+            method's default (`METHODS[method].default_lam`: TIME 0.1, Diff-QuickFix 0.01). `"auto"` (with
+            `preserve="auto"`): the knob-free edit, λ chosen for this edit by cross-validation on its context sets
+            (`problem.auto_lam`; the edit records `lam_auto=True`).
         edit_keys (`bool`, *optional*, defaults to `True`): TIME: edit `to_k` as well as `to_v` (paper's best
             setting). Diff-QuickFix has no such choice and refuses `False` (`ValueError`).
         augment (`bool`, *optional*, defaults to `True`): add "A photo of ", "An image of ", "A picture of " versions.
@@ -87,7 +90,14 @@ def compute_edit(
         the method's edit (`Edit` for TIME, `QuickFixEdit` for Diff-QuickFix).
     """
     editing = get_method(method)
-    lam = editing.default_lam if lam is None else check_lam(lam)  # a bad λ fails before any encoding
+    if is_auto(lam):
+        if "auto_lam" not in editing.features:
+            raise ValueError(f"lam='auto' is not available for {method}; give a number")
+        if not is_auto_preserve(preserve):
+            raise ValueError("lam='auto' needs preserve='auto': λ is chosen on the context sets automatic "
+                             "preservation builds")
+    else:
+        lam = editing.default_lam if lam is None else check_lam(lam)  # a bad λ fails before any encoding
     return editing.prepare(pipe, source, destination, edit_keys, augment, preserve, preserve_weight).solve(lam)
 
 

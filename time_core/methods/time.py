@@ -16,15 +16,16 @@ from typing import ClassVar
 import torch
 
 from ..attention import install_split_processors, split_key_value
-from ..edit import BaseEdit, EditFileError, read_auto_preserve
+from ..edit import BaseEdit, EditFileError, read_auto_preserve, read_flag
 from ..models import TextConditioning, check_architecture, cross_attention_layers, model_id, text_width
 from ..prompts import as_prompts, augment_pairs, build_pairs, check_preserve_weight, is_auto_preserve, preserve_prompts
-from ..solver import EditSystem, build_system, check_lam
+from ..solver import EditSystem, build_system, check_lam, cross_validated_lam, is_auto
 from .base import BaseProblem, EditingMethod
 
 __all__ = ["DEFAULT_LAM", "Edit", "EditProblem", "TimeMethod"]
 
 DEFAULT_LAM = 0.1  # the paper's λ
+CV_FOLDS = 4  # folds of the knob-free λ's cross-validation
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class Edit(BaseEdit):
         model (`str`): the model the edit was computed on (informative).
         auto_preserve (`bool`): whether `preserve` and its weight were derived (`preserve="auto"`); such an edit is
             reproduced by asking for `"auto"` again, not by listing its prompts (they are used unaugmented).
+        lam_auto (`bool`): whether λ was chosen for this edit (`lam="auto"`, the knob-free edit).
+        context (`str`): what automatic preservation built from its corpus (`ContextSet.summary`); empty otherwise.
     """
 
     method: ClassVar[str] = "time"
@@ -58,6 +61,8 @@ class Edit(BaseEdit):
     preserve_weight: float = 1.0
     model: str = ""
     auto_preserve: bool = False
+    lam_auto: bool = False
+    context: str = ""
 
     @property
     def text_width(self) -> int:
@@ -126,6 +131,8 @@ class Edit(BaseEdit):
             "preserve": json.dumps(list(self.preserve)),
             "preserve_weight": repr(float(self.preserve_weight)),
             "auto_preserve": json.dumps(self.auto_preserve),
+            "lam_auto": json.dumps(self.lam_auto),
+            "context": self.context,
             "text_width": str(self.text_width),
             "model": self.model,
         }
@@ -148,6 +155,8 @@ class Edit(BaseEdit):
                 preserve_weight=float(meta["preserve_weight"]),
                 model=meta.get("model", ""),
                 auto_preserve=read_auto_preserve(meta),
+                lam_auto=read_flag(meta, "lam_auto"),
+                context=meta.get("context", ""),
             )
         except (KeyError, ValueError, TypeError) as error:
             raise EditFileError(f"{name} has invalid edit metadata ({type(error).__name__}: {error})") from error
@@ -177,10 +186,20 @@ class EditProblem(BaseProblem):
     model: str = ""
     num_pairs: int = 0
     auto_preserve: bool = False
+    auto_lam: float | None = None
+    context: str = ""
 
-    def solve(self, lam: float | None = None) -> Edit:
-        """The `Edit` for one λ (`None`: `DEFAULT_LAM`)."""
-        lam = check_lam(DEFAULT_LAM if lam is None else lam)
+    def chosen_lam(self) -> float:
+        """`auto_lam`, or a `ValueError` saying how to get one."""
+        if self.auto_lam is None:
+            raise ValueError("lam='auto' needs preserve='auto': λ is chosen on the context sets automatic "
+                             "preservation builds")
+        return self.auto_lam
+
+    def solve(self, lam: float | str | None = None) -> Edit:
+        """The `Edit` for one λ (`None`: `DEFAULT_LAM`; `"auto"`: `auto_lam`, the λ chosen for this edit)."""
+        lam_auto = is_auto(lam)
+        lam = self.chosen_lam() if lam_auto else check_lam(DEFAULT_LAM if lam is None else lam)
         return Edit(
             M=self.system.solve(lam),
             sources=self.sources,
@@ -192,6 +211,8 @@ class EditProblem(BaseProblem):
             preserve_weight=self.preserve_weight,
             model=self.model,
             auto_preserve=self.auto_preserve,
+            lam_auto=lam_auto,
+            context=self.context,
         )
 
 
@@ -202,7 +223,7 @@ class TimeMethod(EditingMethod):
     default_lam: ClassVar[float] = DEFAULT_LAM
     edit_class: ClassVar[type[BaseEdit]] = Edit
     summary: ClassVar[str] = "TIME (Orgad et al., ICCV 2023): UNet cross-attention keys and values"
-    features: ClassVar[frozenset[str]] = frozenset({"values_only", "auto_preserve"})
+    features: ClassVar[frozenset[str]] = frozenset({"values_only", "auto_preserve", "auto_lam"})
     auto_preserve_strength: ClassVar[float] = 0.5  # chosen on shapes_validation (time_core/shapes/TRAINING.md)
 
     def prepare(
@@ -222,9 +243,10 @@ class TimeMethod(EditingMethod):
             raise ValueError(f"got {len(sources)} source prompts but {len(destinations)} destination prompts")
         check_architecture(pipe)
         auto = is_auto_preserve(preserve)
+        auto_lam, context = None, None
         if auto:
-            C, C_star, weights, preserve, preserve_weight = _auto_pairs(pipe, sources, destinations, augment,
-                                                                          self.auto_preserve_strength)
+            C, C_star, weights, context, auto_lam = _context_problem(pipe, sources, destinations, augment)
+            preserve, preserve_weight = context.keep, 1.0
         else:
             preserve = preserve_prompts(preserve)
             preserve_weight = check_preserve_weight(preserve_weight)
@@ -240,21 +262,33 @@ class TimeMethod(EditingMethod):
             model=model_id(pipe),
             num_pairs=C.shape[0],
             auto_preserve=auto,
+            auto_lam=auto_lam,
+            context=context.summary() if context is not None else "",
         )
 
 
-def _auto_pairs(pipe, sources: tuple[str, ...], destinations: tuple[str, ...], augment: bool, strength: float):
-    """The pairs of an edit with automatic preservation (`time_core.methods.preservation`): the derived prompts
-    (without augmentations) and their weight, `strength` times the regulariser's at λ = 0.1. Returns `C`, `C_star`, `weights`, the prompts, the weight."""
-    from .preservation import auto_preservation, relative_preserve_weight
+def _context_problem(pipe, sources: tuple[str, ...], destinations: tuple[str, ...], augment: bool):
+    """The rows of an edit with automatic preservation (`time_core.methods.context`): the edit's own pairs (augmented
+    as asked), the generalisation pairs, the kept prompts and the generic captions (unaugmented), every prompt's rows
+    at weight 1, and the λ that cross-validation by frame chooses (`solver.cross_validated_lam`).
 
-    preserve = auto_preservation(pipe, sources, destinations).prompts
-    if not preserve:
-        C, C_star, weights = build_pairs(pipe, sources, destinations, augment)
-        return C, C_star, weights, (), 0.0
-    C, C_star, weights = build_pairs(pipe, sources, destinations, augment, preserve, 1.0, augment_preserve=False)
-    edit_prompts = len(augment_pairs(sources, destinations, augment))
-    num_edit = edit_prompts * (C.shape[0] // (edit_prompts + len(preserve)))  # pairs per prompt: the context length
-    weight = relative_preserve_weight(C[num_edit:], DEFAULT_LAM, strength)
-    weights[num_edit:] = weight
-    return C, C_star, weights, preserve, weight
+    Returns `C`, `C_star`, `weights`, the context set and the chosen λ."""
+    from .context import context_set, fold_ids, load_corpus
+
+    context = context_set(pipe, load_corpus(pipe), sources, destinations)
+    kept = (*context.keep, *context.generic)
+    C, C_star, weights = build_pairs(pipe, sources, destinations, augment, kept, 1.0, augment_preserve=False)
+    length = C.shape[0] // (len(augment_pairs(sources, destinations, augment)) + len(kept))  # rows per prompt
+    folds = [torch.full((C.shape[0] - length * len(kept),), -1, dtype=torch.long),  # the edit's own rows: always fitted
+             fold_ids((*context.keep_folds, *context.generic_folds), length, CV_FOLDS)]
+    if context.generalise:
+        G, G_star, G_weights = build_pairs(pipe, *zip(*context.generalise), augment=False)
+        C, C_star, weights = torch.cat([C, G]), torch.cat([C_star, G_star]), torch.cat([weights, G_weights])
+        folds.append(fold_ids(context.generalise_folds, length, CV_FOLDS))
+    folds = torch.cat(folds)
+    if not kept and not context.generalise:
+        return C, C_star, weights, context, None
+    scale = float((C**2).sum(dim=1).mean())  # mean ‖c‖²: the grid is relative to the embeddings' scale
+    lams = scale * torch.logspace(-6, 3, 37, dtype=torch.float64)
+    lam, _ = cross_validated_lam(C, C_star - C, weights, folds, lams)
+    return C, C_star, weights, context, lam
