@@ -104,6 +104,8 @@ class BaseEdit(ABC):
     model: str  # the model the edit was computed on (informative)
     # whether `preserve` was derived by the method (`preserve="auto"`) rather than listed; False for methods without it
     auto_preserve: bool = False
+    lam_auto: bool = False  # whether λ was chosen for this edit (`lam="auto"`); False for methods without it
+    context: str = ""  # what automatic preservation built from its corpus; empty for methods without it
 
     @abstractmethod
     def check_compatible(self, pipe) -> None:

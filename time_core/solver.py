@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["AUTO_LAM", "EditSystem", "is_auto", "build_system", "check_lam", "cross_validated_lam", "edit_matrix", "factorise",
-           "naive_edited_weight"]
+__all__ = ["AUTO_LAM", "EditSystem", "build_system", "check_lam", "cross_validated_lam", "edit_matrix", "factorise",
+           "is_auto", "naive_edited_weight", "parse_lam"]
 
 
 AUTO_LAM = "auto"
@@ -38,6 +38,15 @@ AUTO_LAM = "auto"
 def is_auto(lam) -> bool:
     """Whether a λ argument asks for the λ chosen per edit (`"auto"`, the knob-free edit)."""
     return isinstance(lam, str) and lam.strip().lower() == AUTO_LAM
+
+
+def parse_lam(text: str | float) -> float | str:
+    """A λ given as text (a command's argument, a form field): `AUTO_LAM` for "auto", else `check_lam` of the number.
+
+    Raises:
+        `ValueError`: neither "auto" nor a finite number > 0.
+    """
+    return AUTO_LAM if is_auto(text) else check_lam(text)
 
 
 def check_lam(lam: float) -> float:

@@ -74,14 +74,21 @@ def test_defaults_full_rank_peft_lora_without_preview(toy, tmp_path):
 
 
 def test_preservation_automatic_and_listed(toy, tmp_path, capsys, monkeypatch):
-    """`--preserve auto` gives the library's automatic edit (the derived prompts and weight, bit for bit); listed
+    """`--preserve auto` gives the library's automatic edit (bit for bit), `--lam auto` the knob-free one; listed
     prompts take `--preserve-weight`."""
     monkeypatch.chdir(tmp_path)
     edit_main([SOURCE, DESTINATION, "--out", "auto.safetensors", "--preserve", "auto"])
     auto, expected = load_edit(tmp_path / "auto.safetensors"), compute_edit(toy, SOURCE, DESTINATION, preserve="auto")
-    assert auto.preserve == expected.preserve and len(auto.preserve) == 8 and "a blue circle" in auto.preserve
-    assert auto.preserve_weight == expected.preserve_weight and torch.equal(auto.M, expected.M)
-    assert "preserved: 8 derived prompts at weight" in capsys.readouterr().out
+    assert auto.preserve == expected.preserve and auto.context == expected.context
+    assert any("blue circle" in prompt for prompt in auto.preserve)  # another colour, in context, kept
+    assert torch.equal(auto.M, expected.M) and auto.lam == 0.1 and not auto.lam_auto
+    out = capsys.readouterr().out
+    assert f"preserved: {len(auto.preserve)} derived prompts at weight 1 (" in out and f"context: {auto.context}" in out
+    edit_main([SOURCE, DESTINATION, "--out", "knobfree.safetensors", "--preserve", "auto", "--lam", "auto"])
+    knobfree = load_edit(tmp_path / "knobfree.safetensors")
+    expected = compute_edit(toy, SOURCE, DESTINATION, lam="auto", preserve="auto")
+    assert knobfree.lam_auto and knobfree.lam == expected.lam and torch.equal(knobfree.M, expected.M)
+    assert f"λ = {expected.lam:.4g} (chosen for this edit)" in capsys.readouterr().out
     edit_main([SOURCE, DESTINATION, "--out", "listed.safetensors", "--preserve", "a star", "a blue circle",
                "--preserve-weight", "2", "--method", "diff-quickfix"])
     listed = load_edit(tmp_path / "listed.safetensors")
@@ -112,6 +119,8 @@ def test_bad_input_in_a_subprocess_is_one_line_without_traceback(tmp_path):
     (["--out", "e.safetensors", "--method", "diff-quickfix", "--values-only"],
      "--values-only is an option of TIME's edit; diff-quickfix has no keys and values"),
     (["--out", "e.safetensors", "--preserve", "auto", "a star"], "--preserve auto derives the prompts itself"),
+    (["--out", "e.safetensors", "--lam", "auto"], "--lam auto needs --preserve auto"),
+    (["--out", "e.safetensors", "--lam", "big"], "lam must be a number, got 'big'"),
     (["--out", "e.safetensors", "--method", "finetune", "--preserve", "auto"],
      "--preserve auto is not available for finetune"),
     (["--out", "e.safetensors", "--preserve", "auto", "--preserve-weight", "2"],

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from time_core.solver import build_system, check_lam, edit_matrix, naive_edited_weight
+from time_core.solver import build_system, check_lam, cross_validated_lam, edit_matrix, naive_edited_weight, parse_lam
 
 
 def random_problem(n: int, d: int, out: int = 12, seed: int = 0):
@@ -116,3 +116,42 @@ def test_bad_shapes_and_weights_are_rejected():
         build_system(C, C_star, torch.full((10,), -1.0))
     with pytest.raises(ValueError, match="NaN"):
         build_system(C * math.nan, C_star)
+
+
+def test_cross_validated_lam_equals_brute_force_folds():
+    """The closed-form held-out errors equal fitting the weighted ridge update on each fold's complement and measuring
+    it on the fold; rows of fold -1 are always fitted; the chosen λ is the argmin."""
+    g = torch.Generator().manual_seed(0)
+    N, d = 60, 8
+    X = torch.randn(N, d, generator=g, dtype=torch.float64)
+    R = X @ torch.randn(d, d, generator=g, dtype=torch.float64) * 0.3 + 0.1 * torch.randn(N, d, generator=g,
+                                                                                            dtype=torch.float64)
+    w = torch.rand(N, generator=g, dtype=torch.float64) + 0.5
+    folds = torch.arange(N) % 3
+    folds[:6] = -1
+    lams = torch.logspace(-3, 3, 13, dtype=torch.float64)
+    chosen, errors = cross_validated_lam(X, R, w, folds, lams)
+    for k, lam in enumerate(lams.tolist()):
+        expected = 0.0
+        for fold in range(3):
+            train, held = folds != fold, folds == fold
+            Xt, Rt, wt = X[train], R[train], w[train][:, None]
+            U = (Rt.T @ (wt * Xt)) @ torch.linalg.inv(lam * torch.eye(d, dtype=torch.float64) + Xt.T @ (wt * Xt))
+            expected += float((w[held][:, None] * (X[held] @ U.T - R[held]) ** 2).sum())
+        assert errors[k] == pytest.approx(expected, rel=1e-9)
+    assert chosen == float(lams[int(errors.argmin())])
+    with pytest.raises(ValueError, match="must be > 0"):
+        cross_validated_lam(X, R, w, folds, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="at least one fold"):
+        cross_validated_lam(X, R, w, torch.full((N,), -1), lams)
+
+
+@pytest.mark.parametrize("text, expected", [("auto", "auto"), (" Auto ", "auto"), ("0.5", 0.5), (2, 2.0)])
+def test_parse_lam(text, expected):
+    assert parse_lam(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "big", None])
+def test_parse_lam_refuses(text):
+    with pytest.raises(ValueError, match="lam must be"):
+        parse_lam(text)

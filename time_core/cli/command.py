@@ -23,7 +23,7 @@ from ..export.factors import check_rank
 from ..methods import DEFAULT_METHOD, METHODS, compute_edit, get_method
 from ..models import ModelLoadError, UnsupportedModelError, generation_defaults, load_pipeline
 from ..prompts import AUTO_PRESERVE, PromptError, check_preserve_weight, check_prompt
-from ..solver import check_lam
+from ..solver import is_auto, parse_lam
 from .preview import write_preview
 
 __all__ = ["edit_main", "main", "parse_args"]
@@ -50,7 +50,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("destination", help="the prompt stating the wanted attribute, e.g. 'a pack of blue roses'")
     parser.add_argument("--model", default="toy", help="'toy', a hub id or a local folder (default: toy)")
     parser.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS), help=f"editing method: {methods}")
-    parser.add_argument("--lam", type=float, default=None, help="λ (default: the method's, TIME: 0.1)")
+    parser.add_argument("--lam", default=None,
+                        help="λ (default: the method's, TIME: 0.1); 'auto' with --preserve auto: the knob-free edit, "
+                             "λ chosen for this edit")
     parser.add_argument("--values-only", action="store_true", help="edit only to_v (default: to_k and to_v)")
     parser.add_argument("--no-augment", action="store_true", help="no prompt augmentations")
     parser.add_argument("--preserve", nargs="+", default=(), metavar="PROMPT",
@@ -104,10 +106,12 @@ def _check(args: argparse.Namespace) -> argparse.Namespace:
     """Checks every argument that can be checked without the model; raises `UsageError` / `PromptError`."""
     args.source, args.destination = check_prompt(args.source, "source"), check_prompt(args.destination, "destination")
     if args.lam is not None:
-        args.lam = check_lam(args.lam)
+        args.lam = parse_lam(args.lam)
     if problems := get_method(args.method).unsupported(values_only=args.values_only):
         raise UsageError("; ".join(problems))
     args.preserve = _preserve(args.preserve, args.method)
+    if is_auto(args.lam) and args.preserve != AUTO_PRESERVE:
+        raise UsageError("--lam auto needs --preserve auto: λ is chosen on the context sets it builds")
     if args.preserve_weight is not None:
         if args.preserve == AUTO_PRESERVE:
             raise UsageError("--preserve-weight does not apply to --preserve auto, which sets its weight itself")
@@ -155,18 +159,21 @@ def run(args: argparse.Namespace) -> dict:
     pipe = load_pipeline(args.model, device=args.device)
     method = get_method(args.method)
     lam = method.default_lam if args.lam is None else args.lam
-    print(f"computing the {args.method} edit (λ = {lam:g}) ...", file=sys.stderr)
+    print(f"computing the {args.method} edit (λ = {lam if is_auto(lam) else format(lam, 'g')}) ...", file=sys.stderr)
     edit = compute_edit(pipe, args.source, args.destination, lam=lam, edit_keys=not args.values_only,
                         augment=not args.no_augment, preserve=args.preserve,
                         preserve_weight=1.0 if args.preserve_weight is None else args.preserve_weight,
                         method=args.method)
     edit.save(args.out)
     written = {"edit": str(args.out)}
-    print(f"edit: {args.out} ({_mb(args.out)}; {args.method}, λ = {lam:g})")
+    chosen = " (chosen for this edit)" if edit.lam_auto else ""
+    print(f"edit: {args.out} ({_mb(args.out)}; {args.method}, λ = {edit.lam:.4g}{chosen})")
     if edit.preserve:
         derived = "derived " if edit.auto_preserve else ""
-        print(f"preserved: {len(edit.preserve)} {derived}prompts at weight {edit.preserve_weight:.4g} "
-              f"({'; '.join(edit.preserve)})")
+        shown = "; ".join(edit.preserve[:8]) + (f"; ... +{len(edit.preserve) - 8}" if len(edit.preserve) > 8 else "")
+        print(f"preserved: {len(edit.preserve)} {derived}prompts at weight {edit.preserve_weight:.4g} ({shown})")
+    if edit.context:
+        print(f"context: {edit.context}")
     if args.lora is not None:
         report = export_lora(pipe, edit, args.lora, rank=args.rank, lora_format=args.lora_format,
                              dtype=args.lora_dtype, progress=True)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..methods import DEFAULT_METHOD, METHODS, get_method
-from ..solver import AUTO_LAM, is_auto
+from ..solver import parse_lam
 from . import benchmark, debiasing, experiments
 from .classifiers import default_classifier
 from .search import LOG_LAM_MAX, LOG_LAM_MIN
@@ -42,13 +42,11 @@ def _parser(prog: str, doc: str, preset_help: str, several_methods: bool = False
 
 
 def lam_value(text: str) -> float | str:
-    """A `--lam` value: a number, or `auto` (the knob-free edit)."""
-    if is_auto(text):
-        return AUTO_LAM
+    """A `--lam` value: a number > 0, or `auto` (the knob-free edit)."""
     try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"λ must be a number or 'auto', got {text!r}") from None
+        return parse_lam(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{error} (or 'auto')") from None
 
 
 def parse_evaluate_args(argv: Sequence[str] | None = None, prog: str = "time-evaluate") -> argparse.Namespace:

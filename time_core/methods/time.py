@@ -191,6 +191,9 @@ class EditProblem(BaseProblem):
 
     def chosen_lam(self) -> float:
         """`auto_lam`, or a `ValueError` saying how to get one."""
+        if self.auto_lam is None and self.auto_preserve:
+            raise ValueError("lam='auto' found no corpus caption that fits this edit (the source and the destination "
+                             "must start with the same article, e.g. 'a rose' -> 'a blue rose'); give λ as a number")
         if self.auto_lam is None:
             raise ValueError("lam='auto' needs preserve='auto': λ is chosen on the context sets automatic "
                              "preservation builds")
