@@ -1,4 +1,6 @@
-"""Validation runs for automatic preservation (`time_core/methods/preservation.py`) on the Shapes world's toy model.
+"""Validation runs for Diff-QuickFix's automatic preservation (`time_core/methods/preservation.py`) on the toy model.
+
+(TIME's automatic preservation builds context sets instead, `time_core/methods/context.py`; it has no setting to tune.)
 
 Reads only the validation edits (`shapes_validation`, whose source → destination pairs no test entry makes). Besides
 the preset's own prompts, every validation edit is checked on an *explicit sweep*: the edited shape with every other
@@ -6,7 +8,7 @@ colour of the palette named ("a blue circle", "a yellow circle", ... after "a ci
 keep its colour. Prints, per setting, the share of images in the destination colour per prompt type (colour reader)
 and the harmonic mean of generality and specificity (as the benchmark computes them, over the preset's prompts).
 
-Usage: `python presets/tune_auto_preservation.py --method time --cluster 0.5 0.4 0.3 --strength 0.5 [--seeds 4]`
+Usage: `python presets/tune_auto_preservation.py --cluster 0.5 0.4 0.3 --strength 3000 [--seeds 4]`
 (`time_core/shapes/TRAINING.md` records the runs).
 """
 
@@ -24,7 +26,7 @@ from time_core.models import load_pipeline
 from time_core.presets import load_preset
 from time_core.shapes.world import PALETTE
 
-POSITIVE_TYPES = ("phrasing", "plural", "scene")
+POSITIVE_TYPES = ("phrasing", "plural", "scene-first", "scene-second")
 NEGATIVE_TYPES = ("related", "explicit", "other-object", "unrelated")
 
 
@@ -63,7 +65,7 @@ def run(pipe, classifier, method: str, seeds: list[int], preserve) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--method", default="time", choices=["time", "diff-quickfix"])
+    parser.add_argument("--method", default="diff-quickfix", choices=["diff-quickfix"])
     parser.add_argument("--cluster", type=float, nargs="+", default=[preservation.ATTRIBUTE_CLUSTER])
     parser.add_argument("--strength", type=float, nargs="+", default=None, help="the method's auto_preserve_strength")
     parser.add_argument("--seeds", type=int, default=4)

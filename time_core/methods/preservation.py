@@ -1,5 +1,7 @@
 r"""
-Automatic preservation (`preserve="auto"`): the prompts an edit should leave alone, derived from the model itself.
+Automatic preservation for Diff-QuickFix (`preserve="auto"`): the prompts an edit should leave alone, derived from the
+model itself. (TIME's automatic preservation builds context sets from a corpus instead, `time_core.methods.context`,
+which reuses this module's word helpers.)
 
 Preservation pairs (prompts whose target is themselves; the idea of UCE, Gandikota et al. 2024) fix what they name, but
 a user does not know what to name. The automatic set names what an edit most often drags along, **the other values of
@@ -17,21 +19,16 @@ are never candidates, nor their inflections (one a prefix of the other, 3 letter
 "a oval" for "a circle") can be added with `subject_neighbours`; they are off by default (see below).
 Nothing here reads a benchmark: only the tokenizer, the embedding table and the edit's own prompts.
 
-The preservation prompts are used without augmentations by TIME (they are many, and each already names one
-alternative) and with them by Diff-QuickFix (the method's `auto_preserve_augment`; it reads them up to their end
-tokens, `auto_preserve_words_only`), at the weight of
+The preservation prompts are used by Diff-QuickFix with their augmentations (the method's `auto_preserve_augment`;
+it reads them up to their end tokens, `auto_preserve_words_only`), at the weight of
 `relative_preserve_weight`: `κ · λ / mean ‖c‖²` over their rows, κ the method's `auto_preserve_strength` and λ its
 default, i.e. a preservation row weighs κ times what the regulariser `λ ‖W' − W‖²` weighs along it. A weight on this
 scale is needed: a row of squared norm ‖c‖² ≫ λ pins `W` along itself already at weights far below 1, and so does
 every row close to it — a fixed weight of 0.1 or more also froze the edit's plurals.
 
-The settings were chosen on the Shapes world's validation set (`shapes_validation`: edits that no test entry makes,
-with an extra check of every other colour named, `presets/tune_auto_preservation.py`), by the harmonic mean of
-generality and specificity: the 8 nearest attribute words at TIME's strength 0.5 cut its leak into explicitly named
-colours from 35% to 7% with generality unchanged; a tighter cluster (half the nearest word's similarity) left out
-colours the toy model holds less close (9% leak); the two subject neighbours that the token table gives on the toy
-model (pieces such as "als" of "ovals", "angles" of "triangles") cut the plurals from 90% to 65%.
-`time_core/shapes/TRAINING.md` has the tables.
+The settings (8 attribute neighbours, no cluster cut, no subject neighbours, Diff-QuickFix's strength) were chosen on
+the Shapes world's validation set (`shapes_validation`, `presets/tune_auto_preservation.py`); `time_core/shapes/
+TRAINING.md` has the tables.
 
 Cost: one `(V, d)` × `(d,)` product per query word, the tokenization of the vocabulary's strings, and the encoding of
 the preservation prompts (one text-encoder call each, batched with the edit's); the solve is that of any edit.

@@ -227,7 +227,6 @@ class TimeMethod(EditingMethod):
     edit_class: ClassVar[type[BaseEdit]] = Edit
     summary: ClassVar[str] = "TIME (Orgad et al., ICCV 2023): UNet cross-attention keys and values"
     features: ClassVar[frozenset[str]] = frozenset({"values_only", "auto_preserve", "auto_lam"})
-    auto_preserve_strength: ClassVar[float] = 0.5  # chosen on shapes_validation (time_core/shapes/TRAINING.md)
 
     def prepare(
         self,
