@@ -12,7 +12,7 @@ three sets, symmetric by construction:
   circle on a black background" → "a big green circle on a black background", "two circles" → "two green circles");
 - **kept prompts**: the frame holding the destination's phrase with its added word replaced by each of its
   **alternatives** ("a big purple circle on a black background"), and holding the destination's phrase itself; the
-  alternatives are the added word's nearest words in the token-embedding table (`preservation.nearest_words`) among the
+  alternatives are the added word's nearest words in the token-embedding table (`nearest_attributes`) among the
   words the corpus uses in the same place, before a marked noun (its attribute words), so "purple" may come back
   for "green" but "heart" does not;
 - **generic captions**: corpus captions that do not name the subject at all, kept as they are (a prior over the
@@ -40,7 +40,7 @@ import torch
 
 from ..models import model_id
 from ..prompts import PromptError, align_tokens, token_ids
-from .preservation import _edit_words, _inflection, _replace
+from .words import added_words, is_inflection, replace_word
 
 __all__ = ["CORPUS_FILE", "ContextSet", "Corpus", "GENERIC_CORPUS", "context_set", "fold_ids", "load_corpus",
            "nearest_attributes", "read_corpus"]
@@ -143,7 +143,7 @@ def _strip_article(text: str) -> tuple[str, str] | None:
 
 def _names(text: str, word: str) -> bool:
     """Whether `text` names `word` or an inflection of it."""
-    return any(w == word or _inflection(w, {word}) for w in re.findall(r"[a-z]+", text.lower()))
+    return any(w == word or is_inflection(w, {word}) for w in re.findall(r"[a-z]+", text.lower()))
 
 
 def _fits(tokenizer, *prompts: str) -> bool:
@@ -167,7 +167,7 @@ def nearest_attributes(tokenizer, embeddings: torch.Tensor, word: str, attribute
     scored = []
     for candidate in sorted(attributes):
         candidate_ids = tokenizer(candidate, add_special_tokens=False).input_ids
-        if len(candidate_ids) != 1 or candidate in exclude or _inflection(candidate, exclude):
+        if len(candidate_ids) != 1 or candidate in exclude or is_inflection(candidate, exclude):
             continue
         row = table[candidate_ids[0]]  # (d,)
         scored.append((float(row @ query / (row.norm() * query.norm()).clamp_min(1e-12)), candidate))
@@ -200,7 +200,7 @@ def context_set(pipe, corpus: Corpus, sources: Sequence[str], destinations: Sequ
     alternatives: dict[str, tuple[str, ...]] = {}
     subjects = set()
     for source, destination in zip(sources, destinations):
-        added, _ = _edit_words(tokenizer, source, destination)
+        added = added_words(tokenizer, source, destination)
         words = re.findall(r"[A-Za-z]+", source)
         subject = words[-1].lower() if words else None  # the last word, however many tokens it takes
         split_source, split_destination = _strip_article(source), _strip_article(destination)
@@ -215,7 +215,7 @@ def context_set(pipe, corpus: Corpus, sources: Sequence[str], destinations: Sequ
             if word not in alternatives:
                 alternatives[word] = nearest_attributes(tokenizer, embeddings, word, attributes, own)
             values[word] = alternatives[word]
-        variants = [_replace(new_phrase, word, other, last=False) for word, others in values.items() for other in others]
+        variants = [replace_word(new_phrase, word, other) for word, others in values.items() for other in others]
         plural_ok = phrase.lower().endswith(subject) and new_phrase.lower().endswith(subject) and not subject.endswith("s")
         frames, seen = 0, set()
         for line in corpus.lines:
