@@ -326,6 +326,25 @@ def merge_results(config: EvalConfig, out: str | Path, oracle_filter: float | No
     }
 
 
+def specificity_without(config: EvalConfig, out: str | Path, excluded: set[tuple[int, int]],
+                        methods: Mapping[str, Sequence[float]] | None = None) -> dict[str, dict]:
+    """Specificity per column over the negatives but the `(entry, negative)` pairs of `excluded`, mean ± std over
+    seeds of the share of kept images (as `merge_results` computes it over all of them)."""
+    out = Path(out)
+    preset = load_preset(config.preset)
+    units = _units(preset, config)
+    methods = _methods(config, methods)
+    columns = {"baseline": "baseline", "oracle": "oracle",
+               **{column_name(m, lam): (m, lam) for m, lams in methods.items() for lam in lams}}
+    stacked = _read_probabilities(config, out, units, columns)
+    result = {}
+    for column in columns:
+        rows = [_hits(stacked[column][e], preset.entries[e])[2][k] for e in sorted(stacked[column])
+                for k in range(len(preset.entries[e].negatives)) if (e, k) not in excluded]  # each (S,)
+        result[column] = score(negative_hits=np.stack(rows)).as_dict()["specificity"] if rows else None
+    return result
+
+
 def throughput(out: str | Path) -> dict:
     """Images generated and generation seconds summed over the unit files of `out`, images per second (per process:
     with N processes the run's wall-clock rate is up to N times higher), and the seconds spent computing edits."""

@@ -18,7 +18,8 @@ three sets, symmetric by construction:
 - **generic captions**: corpus captions that do not name the subject at all, kept as they are (a prior over the
   corpus, as MEMIT's key covariance is; it holds look-alikes and other objects).
 
-A frame is used only where its words outside the slot do not name the subject (or an inflection of it), the source
+A frame is used only where its words outside the slot name no edited subject (or an inflection of one: in a
+multi-edit a frame naming another edit's subject would hold that subject unedited), the source
 and the destination start with the same article, and the prompts fit the tokenizer and align; plural frames
 (`two [circle]s`) only where the phrase ends with the subject and the subject takes a plain "s". Everything is
 deterministic: corpus lines are read in file order.
@@ -141,6 +142,12 @@ def _strip_article(text: str) -> tuple[str, str] | None:
     return None
 
 
+def _subject(source: str) -> str | None:
+    """The source's last word (however many tokens it takes), lower-cased; `None` for none."""
+    words = re.findall(r"[A-Za-z]+", source)
+    return words[-1].lower() if words else None
+
+
 def _names(text: str, word: str) -> bool:
     """Whether `text` names `word` or an inflection of it."""
     return any(w == word or is_inflection(w, {word}) for w in re.findall(r"[a-z]+", text.lower()))
@@ -198,17 +205,15 @@ def context_set(pipe, corpus: Corpus, sources: Sequence[str], destinations: Sequ
     generalise: dict[tuple[str, str], int] = {}
     keep: dict[str, int] = {}
     alternatives: dict[str, tuple[str, ...]] = {}
-    subjects = set()
+    subjects = {_subject(source) for source in sources} - {None}  # a frame naming any of them holds it unedited
     for source, destination in zip(sources, destinations):
         added = added_words(tokenizer, source, destination)
-        words = re.findall(r"[A-Za-z]+", source)
-        subject = words[-1].lower() if words else None  # the last word, however many tokens it takes
+        subject = _subject(source)
         split_source, split_destination = _strip_article(source), _strip_article(destination)
         if subject is None or split_source is None or split_destination is None:
             continue
         if split_source[0].lower() != split_destination[0].lower():
             continue
-        subjects.add(subject)
         phrase, new_phrase = split_source[1], split_destination[1]
         values = {}
         for word in added:
@@ -228,7 +233,7 @@ def context_set(pipe, corpus: Corpus, sources: Sequence[str], destinations: Sequ
             if (before, suffix, after) in seen:
                 continue
             seen.add((before, suffix, after))
-            if _names(before + " " + after, subject) or (suffix and not plural_ok):
+            if any(_names(before + " " + after, s) for s in subjects) or (suffix and not plural_ok):
                 continue
             prompt, target = before + phrase + suffix + after, before + new_phrase + suffix + after
             kept = [before + v + suffix + after for v in (*variants, new_phrase)]
