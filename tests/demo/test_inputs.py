@@ -93,8 +93,8 @@ def test_test_table_carries_prompt_types():
     ])
     assert positives[0].type == "plural" and negatives[0].type is None
     table = demo.preset_prompts("shapes:0").table()
-    assert [row[3] for row in table] == ["phrasing", "phrasing", "plural", "scene", "scene",
-                                        "related", "explicit", "other-object", "unrelated", "related"]
+    assert [row[3] for row in table] == ["phrasing"] * 3 + ["plural"] * 3 + ["scene-first"] * 2 + ["scene-second"] * 2 + [
+        "related"] * 3 + ["explicit"] * 5 + ["other-object", "unrelated"]
     assert demo.PromptSet.from_fields("a circle", "a green circle", table).table() == table  # a round trip
 
 
