@@ -143,7 +143,7 @@ def token_ids(tokenizer, prompt: str) -> list[int]:
 def _word_of(tokens: list[str], index: int) -> str:
     """The whole word that token `index` belongs to (BPE splits words; `</w>` ends one)."""
     start = index
-    while start > 0 and not tokens[start - 1].endswith("</w>"):
+    while start > 1 and not tokens[start - 1].endswith("</w>"):  # tokens[0] is the start token, of no word
         start -= 1
     end = index
     while end < len(tokens) - 1 and not tokens[end].endswith("</w>"):
