@@ -31,7 +31,7 @@ from ..prompts import AUTO_PRESERVE, PromptError, check_preserve_weight, check_p
 from ..solver import check_lam
 from .preview import preview_files, write_preview
 
-__all__ = ["edit_main", "main", "parse_args"]
+__all__ = ["OneLineParser", "edit_main", "fail", "main", "parse_args"]
 
 PROG = "time-edit"
 MAX_PREVIEW = 64  # seeds in one preview
@@ -41,7 +41,7 @@ class UsageError(ValueError):
     """Bad command-line input."""
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse with one-line errors: `PROG: error: MESSAGE (see PROG --help)` and exit status 2."""
 
     def error(self, message: str):
@@ -50,7 +50,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser(prog: str) -> argparse.ArgumentParser:
     methods = "; ".join(f"{name}: {method.summary}" for name, method in sorted(METHODS.items()))
-    parser = _Parser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", help="the under-specified prompt, e.g. 'a pack of roses'")
     parser.add_argument("destination", help="the prompt stating the wanted attribute, e.g. 'a pack of blue roses'")
     parser.add_argument("--model", default="toy", help="'toy', a hub id or a local folder (default: toy)")
@@ -212,7 +212,8 @@ def run(args: argparse.Namespace) -> dict:
     return written
 
 
-def _fail(prog: str, message: str, status: int = 2):
+def fail(prog: str, message: str, status: int = 2):
+    """Ends a command: `PROG: error: MESSAGE` on one line of stderr, and exit status `status`."""
     print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)  # one line, no traceback
     raise SystemExit(status)
 
@@ -224,9 +225,9 @@ def edit_main(argv: Sequence[str] | None = None, prog: str = PROG) -> dict:
         return run(args)
     except (PromptError, EditFileError, UnsupportedModelError, ModelLoadError, ValueError, OSError,
             SafetensorError) as error:
-        _fail(prog, str(error))
+        fail(prog, str(error))
     except KeyboardInterrupt:
-        _fail(prog, "interrupted", status=130)
+        fail(prog, "interrupted", status=130)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
