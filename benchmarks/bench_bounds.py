@@ -60,7 +60,7 @@ def measure(path: str, bounded: bool) -> dict:
     except ValueError as error:
         outcome = f"refused: {error}"
     seconds = time.perf_counter() - start
-    getattr(runtime, "close", lambda: None)()
+    runtime.close()
     return {"loaded_mb": loaded, "peak_mb": _peak_mb(), "seconds": seconds, "outcome": outcome}
 
 
