@@ -30,8 +30,8 @@ def _peak_mb() -> float:
 
 
 def write_file(pairs: int, folder: Path) -> Path:
-    """An edit file listing `pairs` distinct pairs that align on the toy tokenizer (its `M` is the identity on the toy text width, 96: the click
-    recomputes the edit from the prompts)."""
+    """An edit file listing `pairs` distinct pairs that align on the toy tokenizer (its `M` is the identity on the toy
+    text width, 96: the click recomputes the edit from the prompts)."""
     import torch
 
     from time_core import Edit

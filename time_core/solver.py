@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import torch
 
 __all__ = [
-    "MIN_LAM", "EditSystem", "build_system", "check_finite", "check_lam", "edit_matrix", "factorise", "naive_edited_weight",
+    "MIN_LAM", "EditSystem", "build_system", "check_finite", "check_lam", "edit_matrix", "factorise",
+    "naive_edited_weight",
 ]
 
 # The smallest λ accepted. Below it the rounding noise of `B` in the null space of `C` (~1e-16 relative) is divided by

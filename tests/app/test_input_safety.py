@@ -19,7 +19,8 @@ from time_core import compute_edit, load_edit, load_pipeline
 
 # Every marker starts with "zz", which no element the page makes itself holds. Typed prompts may be long (the error
 # that refuses them quotes them whole); those of an edit file must fit the toy model's 20 tokens.
-HTML = '<img src="http://127.0.0.1:9/zzpixel.png" onerror="window.zzpwned=1"> <a href="http://zzevil.example">zzlink</a>'
+HTML = ('<img src="http://127.0.0.1:9/zzpixel.png" onerror="window.zzpwned=1"> '
+        '<a href="http://zzevil.example">zzlink</a>')
 MARKDOWN = ("[Session expired: sign in again](http://zzevil.example/login) ![zzimage](http://zzevil.example/i.png) "
             "**zzbold** _zzitalic_ `zzcode` https://zzevil.example/bare www.zzevil.example zz@evil.example")
 FILE_DESTINATIONS = ("a circle [zzlink](http://zz.example)", "a red square <img src=zz.png onerror=zzp()>")
@@ -29,7 +30,8 @@ FILE_PRESERVE = ("https://zz.example www.zz.example zz@zz.example", "![zzimage](
 # to download the edit file, which the app makes (named after the destination) and serves itself.
 FOUND = """() => {
     const hits = [];
-    for (const e of document.querySelectorAll('img, a, strong, em, b, i, code, h1, h2, h3, iframe, script, svg image')) {
+    const made = 'img, a, strong, em, b, i, code, h1, h2, h3, iframe, script, svg image';
+    for (const e of document.querySelectorAll(made)) {
         const own = e.dataset.testid === 'download-link' && e.href.startsWith(location.origin + '/gradio_api/file=');
         if (own) continue;
         const what = (e.getAttribute('src') || '') + ' ' + (e.getAttribute('href') || '') + ' ' + e.textContent;

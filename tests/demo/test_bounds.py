@@ -49,6 +49,10 @@ def test_limits_are_checked_before_anything_is_computed(tiny_runtime, monkeypatc
     sweep = demo.run_sweep(runtime, demo.SessionEdits(), PROMPTS, (0.1, 1.0), runtime.settings(1, steps=2))
     with pytest.raises(demo.DemoInputError, match=re.escape("(3 prompts × 1 seeds × 3 models)")):
         next(sweep)
+    entry = demo.debias_entry("shapes_debias:0")
+    search = demo.run_debias(runtime, entry, 50, runtime.settings(2, steps=2), -1, 1, 3)
+    with pytest.raises(demo.DemoInputError, match=re.escape(f"({4 + 2 * len(entry.tests)} prompts × 2 seeds × 1 models)")):
+        next(search)
     long = dataclasses.replace(PROMPTS, positives=(PromptPair("a rose " * 200, "a blue rose"),))
     with pytest.raises(PromptError, match="test prompt has 1399 characters; at most 1000 are read"):
         run(runtime, demo.SessionEdits(), long)
@@ -75,7 +79,8 @@ def test_an_upload_is_checked_like_typed_input(tiny_runtime, tmp_path):
 
     assert upload("ok", ("a rose",), ("a blue rose",), ("a tulip",)).sources == ("a rose",)
     cases = [
-        (("many", ("a rose",) * 4, ("a blue rose",) * 4), "4 prompt pairs in many.safetensors, more than the limit of 3"),
+        (("many", ("a rose",) * 4, ("a blue rose",) * 4),
+         "4 prompt pairs in many.safetensors, more than the limit of 3"),
         (("kept", ("a rose",), ("a blue rose",), ("a", "b", "c")), "3 preserved prompts in kept.safetensors"),
         (("empty", ("a rose", " "), ("a blue rose", "a red")), "empty.safetensors, pair 2: source is empty"),
         (("align", ("a rose",), ("<img src=x onerror=alert(1)>",)),
@@ -107,3 +112,14 @@ def test_edit_files_are_bounded_and_removed_at_close(tiny_runtime, tmp_path):
     assert len(list(runtime.workdir.iterdir())) == 2
     runtime.close()
     assert not runtime.workdir.exists()
+
+
+@pytest.mark.parametrize("model, images", [("toy", 1200), ("CompVis/stable-diffusion-v1-4", 300)])
+def test_the_default_limits_fit_the_default_clicks(model, images):
+    config = demo.DemoConfig.for_model(model)
+    assert (config.max_images, config.max_pairs, config.max_test_prompts) == (images, 32, 20)
+    prompts = 11  # a preset: the source, 5 positives and 5 negatives
+    assert demo.check_images(config, prompts, config.num_seeds, 2) == 2 * prompts * config.num_seeds  # an edit
+    demo.check_images(config, prompts, config.sweep_seeds, demo.SWEEP_MAX_COUNT + 1)  # the longest sweep
+    with pytest.raises(ValueError, match="max_pairs must be an integer >= 1, got 0"):
+        demo.DemoConfig.for_model(model, max_pairs=0)
