@@ -10,9 +10,8 @@ browser tests out.
 from __future__ import annotations
 
 import pytest
-from helpers import start_app, stop_app
+from helpers import CHROMIUM, CHROMIUM_ARGS, start_app, stop_app
 from playwright.sync_api import expect, sync_playwright
-from test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, VIEWPORT
 
 import time_core.demo as demo
 from time_core import compute_edit, load_edit, load_pipeline
@@ -42,6 +41,8 @@ FOUND = """() => {
 }"""
 
 pytestmark = pytest.mark.browser
+VIEWPORT = {"width": 1366, "height": 768}
+TIMEOUT_MS = 240_000  # an Edit click on a busy CPU
 
 
 @pytest.fixture(scope="module")

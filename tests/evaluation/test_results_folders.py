@@ -9,18 +9,19 @@ import os
 import time
 
 import pytest
-from test_benchmark import MeanPixelClassifier, _config
+from helpers import MeanPixelClassifier
 
 import time_core.debias
 import time_core.evaluate
 from time_core.evaluation import cli
-from time_core.evaluation.benchmark import check_eval_dir, evaluate, merge_results
+from time_core.evaluation.benchmark import EvalConfig, check_eval_dir, evaluate, merge_results
 from time_core.evaluation.results import check_out_dir, write_json
 from time_core.files import write_text_atomic
 
 
 def test_unreadable_unit_files_are_named_set_aside_and_computed_again(sd1, tmp_path, capsys):
-    config = _config()
+    config = EvalConfig(preset="shapes", model="tiny", classifier="mean-pixel", seeds=(0, 1, 2), lams=(0.1, 10.0),
+                        steps=2, guidance=3.0, seeds_per_unit=2, limit=2)
     out = tmp_path / "run"
     check_eval_dir(out, config)
     evaluate(config, out, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
