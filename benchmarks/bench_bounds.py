@@ -6,7 +6,11 @@ time another user's click waits). It prints the peak resident memory over the pr
 solve. With `--bounded` the upload goes through the demo's checks (`DemoRuntime.load_edit`), so a file over the bound
 is refused: the time and memory of the refusal are printed instead.
 
-Usage: `python benchmarks/bench_bounds.py [--pairs 1 16 64 256 1024] [--bounded]`
+With `--app ROOT`, the same through a served app (`ROOT/app.py` on the toy model, so a checkout from before the
+bounds can be compared): user A uploads the file and clicks Edit, user B clicks Edit 0.3 s later; it prints B's
+wait (alone, then behind A) and the server's peak resident memory.
+
+Usage: `python benchmarks/bench_bounds.py [--pairs 1 16 64 256 1024] [--bounded] [--app ROOT]`
 """
 
 from __future__ import annotations
@@ -64,14 +68,77 @@ def measure(path: str, bounded: bool) -> dict:
     return {"loaded_mb": loaded, "peak_mb": _peak_mb(), "seconds": seconds, "outcome": outcome}
 
 
+def _edit(client, source: str, destination: str, lam: str):
+    tests = {"headers": ["role", "prompt", "destination", "type"], "data": [["negative", "a square", "a green square"]]}
+    return client.submit(source, destination, tests, lam, True, True, 1, 0, 12, 5.0, 64, api_name="/edit")
+
+
+def measure_app(root: Path, path: Path, sources: tuple[str, str]) -> dict:
+    """User B's click alone and behind user A's upload of `path` and click, on `ROOT/app.py`; the server's peak RSS."""
+    import socket
+    import urllib.request
+
+    from gradio_client import Client, handle_file
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    server = subprocess.Popen([sys.executable, str(root / "app.py"), "--model", "toy", "--port", str(port)], cwd=root,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(480):
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        b = Client(url, verbose=False)
+        _edit(b, "a circle", "a green circle", "0.1").result()  # warm: B's originals are cached from here on
+        start = time.perf_counter()
+        _edit(b, "a circle", "a green circle", "0.2").result()
+        alone = time.perf_counter() - start
+        a = Client(url, verbose=False)
+        try:
+            a.predict(handle_file(str(path)), api_name="/upload")
+            upload = "accepted"
+        except Exception as error:  # noqa: BLE001 - the app's refusal, as a client sees it
+            upload = f"refused: {str(error)[:60]}"
+        job = _edit(a, *sources, "0.1")
+        time.sleep(0.3)
+        start = time.perf_counter()
+        _edit(b, "a circle", "a green circle", "0.3").result()
+        behind = time.perf_counter() - start
+        job.result()
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        peak = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return {"upload": upload, "alone": alone, "behind": behind, "peak_mb": peak}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, nargs="+", default=[1, 16, 64, 256, 1024])
     parser.add_argument("--bounded", action="store_true", help="upload through the demo's checks")
+    parser.add_argument("--app", type=Path, default=None, help="measure through ROOT/app.py")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args.child, args.bounded)))
+        return
+    if args.app:
+        print("| pairs | upload | B's click alone (s) | B's click behind A's (s) | server peak RSS (MB) |")
+        print("|---:|---|---:|---:|---:|")
+        with tempfile.TemporaryDirectory() as tmp:
+            for pairs in args.pairs:
+                path = write_file(pairs, Path(tmp))
+                last = (f"a circle number {pairs - 1}", f"a green circle number {pairs - 1}")
+                r = measure_app(args.app.resolve(), path, last)
+                print(f"| {pairs} | {r['upload']} | {r['alone']:.1f} | {r['behind']:.1f} | {r['peak_mb']:.0f} |",
+                      flush=True)
         return
     print("| pairs | file (kB) | peak RSS (MB) | over the loaded model (MB) | seconds | outcome |")
     print("|---:|---:|---:|---:|---:|---|")
