@@ -51,11 +51,11 @@ class OneLineParser(argparse.ArgumentParser):
 def _parser(prog: str) -> argparse.ArgumentParser:
     methods = "; ".join(f"{name}: {method.summary}" for name, method in sorted(METHODS.items()))
     parser = OneLineParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="the under-specified prompt, e.g. 'a pack of roses'")
+    parser.add_argument("source", help="the under-specified prompt, e.g. 'a pack of roses' (at most 1000 characters)")
     parser.add_argument("destination", help="the prompt stating the wanted attribute, e.g. 'a pack of blue roses'")
     parser.add_argument("--model", default="toy", help="'toy', a hub id or a local folder (default: toy)")
     parser.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS), help=f"editing method: {methods}")
-    parser.add_argument("--lam", type=float, default=None, help="λ (default: the method's, TIME: 0.1)")
+    parser.add_argument("--lam", type=float, default=None, help="λ, at least 1e-12 (default: the method's, TIME: 0.1)")
     parser.add_argument("--values-only", action="store_true", help="edit only to_v (default: to_k and to_v)")
     parser.add_argument("--no-augment", action="store_true", help="no prompt augmentations")
     parser.add_argument("--preserve", nargs="+", default=(), metavar="PROMPT",

@@ -78,7 +78,8 @@ def parse_evaluate_args(argv: Sequence[str] | None = None, prog: str = "time-eva
                      several_methods=True)
     parser.add_argument("--seeds", type=int, default=24, help="number of seeds (0 .. N-1); the paper uses 24")
     parser.add_argument("--lam", type=float, nargs="+", default=None,
-                        help="one or more λ values, for every method (default: each method's own default λ)")
+                        help="one or more λ values (each at least 1e-12), for every method (default: each method's own "
+                             "default λ)")
     parser.add_argument("--scheduler", default="default",
                         help="sampler: 'default' (the model's own), 'dpm' (DPM-Solver++, fewer steps), 'ddim', 'euler', "
                              "'unipc'")
