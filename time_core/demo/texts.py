@@ -1,7 +1,6 @@
 """What the demo page says: its description, the help of each tab, its stylesheet, and how text from users and files
 is shown (as text: never markup, links or images)."""
 
-import html
 import re
 
 __all__ = ["CSS", "DEBIAS_HELP", "DESCRIPTION", "EDIT_HELP", "PAPER", "SWEEP_HELP", "quote", "toast"]
@@ -18,9 +17,10 @@ def quote(text: str) -> str:
 
 
 def toast(message: str) -> str:
-    """A message for the page's pop-ups (`gr.Error`, `gr.Warning`, `gr.Info`), which render HTML: escaped, so that the
-    prompts and values it quotes are shown as text."""
-    return html.escape(str(message), quote=False)
+    """A message for the page's pop-ups (`gr.Error`, `gr.Warning`, `gr.Info`), which render HTML: `&` and `<` escaped,
+    so that the prompts and values it quotes are shown as text (no element can start without `<`); the rest is left as
+    it is for API clients, which receive the same message (`λ must be a number > 0`)."""
+    return str(message).replace("&", "&amp;").replace("<", "&lt;")
 
 PAPER = "https://arxiv.org/abs/2303.08084"
 DESCRIPTION = f"""\
