@@ -46,7 +46,7 @@ HEAVY = dict(concurrency_id="pipeline", concurrency_limit=1)
 
 
 def _raise(error: Exception):
-    raise gr.Error(str(error), title=type(error).__name__) from error
+    raise gr.Error(demo.toast(error), title=type(error).__name__) from error
 
 
 def on_preset(key: str | None):
@@ -78,7 +78,7 @@ def on_lam_text(text: str):
     try:
         return demo.log_from_lam(text)
     except ValueError as error:
-        gr.Warning(str(error))
+        gr.Warning(demo.toast(error))
         return gr.skip()
 
 
@@ -96,7 +96,7 @@ def edit_and_generate(runtime: demo.DemoRuntime, source, destination, tests, lam
     except ValueError as error:
         _raise(error)
     session = session.with_edit(first.edit)
-    edit_file = str(demo.save_edit_file(first.edit, runtime.workdir))
+    edit_file = str(runtime.save_edit(first.edit))
     columns = len(settings.seeds)  # one row per prompt
     yield (gr.Gallery(demo.gallery_items(first.original), columns=columns), gr.Gallery([], columns=columns),
            demo.scores_rows(first.scores), demo.edit_status(first), demo.edit_details(first), edit_file, session)
@@ -150,7 +150,7 @@ def use_debias_edit(found):
 
 def push_edit(runtime: demo.DemoRuntime, source: str, destination: str, session: demo.SessionEdits):
     try:
-        session = session.push(runtime.tokenizer, source, destination)
+        session = session.push(runtime.tokenizer, source, destination, runtime.config.max_pairs)
     except ValueError as error:
         _raise(error)
     return session, session.stack_rows()
@@ -170,7 +170,7 @@ def reset_edits(session: demo.SessionEdits):
 
 def upload_edit(runtime: demo.DemoRuntime, path: str | None):
     try:
-        edit = demo.load_edit_file(path, runtime.pipe, int(runtime.config.max_upload_mb * 1e6))
+        edit = runtime.load_edit(path)
     except ValueError as error:
         _raise(error)
     session = demo.SessionEdits.from_edit(edit)

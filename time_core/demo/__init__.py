@@ -6,10 +6,11 @@
 - `methods`: the editing methods offered (TIME, Diff-QuickFix) and what choosing one sets;
 - `prompt_sets`: the prompts of a run (`PromptSet`) and the presets of the dropdowns;
 - `cache`, `runtime`: the cache of original images and the shared pipeline and classifier (`DemoRuntime`);
-- `session`: a session's edit stack (`SessionEdits`) and edit files;
+- `session`: a session's edit stack (`SessionEdits`) and edit files (an upload is checked like typed input);
 - `images`: original (cached), edited and scored images;
 - `edit_run`, `sweep_run`, `debias_run`: the runs of the three tabs, generators of updates;
-- `views`: status lines, tables, plots and image strips of those updates.
+- `views`: status lines, tables, plots and image strips of those updates;
+- `texts`: the page's texts, and how prompts are shown in it (`quote`, `toast`: as text, never markup).
 
 A run yields updates, so the UI can show the original model's images before the edited model's:
 
@@ -37,6 +38,8 @@ from .inputs import (
     SWEEP_MIN_COUNT,
     DemoInputError,
     GenerationSettings,
+    check_count,
+    check_images,
     format_lam,
     lam_from_log,
     lambda_grid,
@@ -49,8 +52,9 @@ from .inputs import (
 from .methods import DEMO_METHODS, METHOD_LABELS, MethodFields, method_choices, method_fields, parse_method
 from .prompt_sets import TEST_HEADERS, PromptSet, debias_entry, edit_examples, preset_choices, preset_prompts
 from .runtime import DemoRuntime
-from .session import SessionEdits, load_edit_file, save_edit_file
+from .session import SessionEdits, check_uploaded_edit, load_edit_file, save_edit_file
 from .sweep_run import SweepPoint, SweepUpdate, run_sweep
+from .texts import quote, toast
 from .views import (
     SCORE_HEADERS,
     debias_found,
@@ -94,6 +98,9 @@ __all__ = [
     "SweepPoint",
     "SweepUpdate",
     "add_cli_arguments",
+    "check_count",
+    "check_images",
+    "check_uploaded_edit",
     "config_from_cli",
     "debias_entry",
     "debias_found",
@@ -120,6 +127,7 @@ __all__ = [
     "parse_test_prompts",
     "preset_choices",
     "preset_prompts",
+    "quote",
     "resolve_model",
     "run_debias",
     "run_edit",
@@ -132,4 +140,5 @@ __all__ = [
     "sweep_rows",
     "sweep_status",
     "sweep_strip",
+    "toast",
 ]

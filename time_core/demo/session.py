@@ -11,11 +11,14 @@ from typing import Any
 
 from ..edit import BaseEdit, EditFileError
 from ..methods import DEFAULT_METHOD, BaseProblem, get_method, load_edit, prepare_edit
-from ..prompts import AUTO_PRESERVE, align_tokens, check_prompt
+from ..prompts import AUTO_PRESERVE, PromptError, align_tokens, check_prompt, token_ids
 from ..solver import check_lam
-from .inputs import format_lam
+from .config import DemoConfig
+from .inputs import check_count, format_lam
 
-__all__ = ["SessionEdits", "load_edit_file", "save_edit_file"]
+__all__ = ["SessionEdits", "check_uploaded_edit", "load_edit_file", "save_edit_file"]
+
+_PAIRS_FLAG = "--max-pairs or $TIME_MAX_PAIRS"
 
 
 @dataclass(frozen=True)
@@ -44,13 +47,16 @@ class SessionEdits:
     method: str = DEFAULT_METHOD
     auto_preserve: bool = False
 
-    def push(self, tokenizer, source: str, destination: str) -> SessionEdits:
+    def push(self, tokenizer, source: str, destination: str, max_pairs: int | None = None) -> SessionEdits:
         """Adds a pair to the stack, after checking with `tokenizer` (the pipeline's, or `DemoRuntime.tokenizer`) that
-        it aligns (raises `PromptError`); a repeat is ignored."""
+        it aligns (raises `PromptError`) and that the stack holds fewer than `max_pairs` (raises `DemoInputError`); a
+        repeat is ignored."""
         pair = (check_prompt(source, "source"), check_prompt(destination, "destination"))
         align_tokens(tokenizer, *pair)
         if pair in self.stack:
             return self
+        if max_pairs is not None:
+            check_count(len(self.stack) + 1, max_pairs, "pairs in the edit stack", _PAIRS_FLAG)
         return replace(self, stack=self.stack + (pair,))
 
     def undo(self) -> SessionEdits:
@@ -85,6 +91,13 @@ class SessionEdits:
                 pairs.append(pair)
         return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
 
+    def check(self, config: DemoConfig, source: str = "", destination: str = "") -> None:
+        """Raises `DemoInputError` when the edit of the stack plus the current pair has more pairs, or more preserved
+        prompts, than `config` allows (and `PromptError` for half a pair), before anything is computed."""
+        sources, _ = self.pairs(source, destination)
+        check_count(len(sources), config.max_pairs, "prompt pairs in the edit (stacked and current)", _PAIRS_FLAG)
+        check_count(len(self.preserve), config.max_preserve, "preserved prompts in the edit")
+
     def prepare(self, pipe, source: str, destination: str, edit_keys: bool = True,
                 augment: bool = True) -> BaseProblem:
         """The λ-independent problem of the stack plus the current pair (one factorisation)."""
@@ -116,6 +129,32 @@ class SessionEdits:
 
 def _slug(text: str, width: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:width] or "edit"
+
+
+def check_uploaded_edit(edit: BaseEdit, config: DemoConfig, tokenizer, name: str = "the edit file") -> BaseEdit:
+    """Checks an uploaded edit like typed input: its number of pairs and preserved prompts against the limits of
+    `config`, and every prompt (non-empty, not too long, each pair aligned by `tokenizer`).
+
+    Raises:
+        `EditFileError`: naming the file, the pair or prompt, and the problem.
+    """
+    try:
+        check_count(len(edit.sources), config.max_pairs, f"prompt pairs in {name}", _PAIRS_FLAG)
+        if not edit.auto_preserve:
+            check_count(len(edit.preserve), config.max_preserve, f"preserved prompts in {name}")
+    except ValueError as error:
+        raise EditFileError(str(error)) from None
+    for number, (source, destination) in enumerate(zip(edit.sources, edit.destinations), start=1):
+        try:
+            align_tokens(tokenizer, check_prompt(source, "source"), check_prompt(destination, "destination"))
+        except PromptError as error:
+            raise EditFileError(f"{name}, pair {number}: {error}") from None
+    for number, prompt in enumerate(() if edit.auto_preserve else edit.preserve, start=1):
+        try:
+            token_ids(tokenizer, check_prompt(prompt, "prompt"))
+        except PromptError as error:
+            raise EditFileError(f"{name}, preserved prompt {number}: {error}") from None
+    return edit
 
 
 def save_edit_file(edit: BaseEdit, directory: str | Path) -> Path:

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from ..models import model_id
+from ..models import model_folder
 from ..prompts import PromptError, align_tokens, token_ids
 from .words import added_words, is_inflection, replace_word
 
@@ -98,7 +98,8 @@ def read_corpus(path: str | Path) -> Corpus:
 
 def load_corpus(pipe) -> Corpus:
     """The pipeline folder's `edit_corpus.txt` when it has one, else `GENERIC_CORPUS`."""
-    folder = Path(model_id(pipe)) if model_id(pipe) else None
+    name = model_folder(pipe)
+    folder = Path(name) if name else None
     if folder is not None and (folder / CORPUS_FILE).is_file():
         return read_corpus(folder / CORPUS_FILE)
     return read_corpus(GENERIC_CORPUS)
@@ -250,7 +251,7 @@ def context_set(pipe, corpus: Corpus, sources: Sequence[str], destinations: Sequ
                     keep.setdefault(text, frames)
             frames += 1
     generic: dict[str, int] = {}
-    if subjects:
+    if generalise or keep:  # without a frame of its own the edit has nothing to weigh the corpus against
         for line in corpus.lines:
             if len(generic) == max_generic:
                 break
