@@ -1,5 +1,5 @@
 """What several test modules share: tiny random-weight Stable Diffusion pipelines (SD 1.x, SD 2.x, SDXL shapes) with
-the real CLIP tokenizer, bit-exact weight hashes, stand-in scorers and edits, and starting `app.py` on a free port.
+the real CLIP tokenizer, bit-exact weight hashes, the stand-in scorer and edits, the check that an edit applies like replaced weights, and starting `app.py` on a free port.
 
 Fixtures live in `tests/conftest.py`; test modules import helpers from here, never from each other.
 """
@@ -172,37 +172,53 @@ def replaced_pipeline(pipe, edit):
     return type(pipe)(**components)
 
 
-def check_like_replaced_encoder(pipe, edit, negative_prompt: str | None = "blurry"):
-    """Checks that a text-encoder edit applies like a pipeline whose text encoder(s) hold `edit.edited_weights`
-    (`replaced_pipeline`): the edited images of two prompts × two seeds (with `negative_prompt`) equal that
-    pipeline's, differ from the original ones, and the shared pipeline stays bit-identical. Returns the replaced
-    pipeline."""
+def check_like_replaced(pipe, edit, negative_prompt: str | None = "blurry", prompts=("a rose", "a car"),
+                        atol: float = 1e-5, changed: int | None = None, change: float = 1e-3):
+    """Checks that an edit applies like a pipeline whose edited component(s) hold `edit.edited_weights`
+    (`replaced_pipeline`): the edited images of `prompts` × two seeds (with `negative_prompt`) equal that pipeline's
+    within `atol`, differ from the original ones by more than `change` (those of the first `changed` prompts; all by
+    default), and the shared pipeline stays bit-identical. Returns the replaced pipeline."""
     from time_core import generate
 
     before = pipeline_hash(pipe)
     kwargs = dict(num_inference_steps=3, negative_prompt=negative_prompt, output_type="np", progress=False)
-    ours = generate(pipe, ["a rose", "a car"], [0, 1], edit=edit, **kwargs)
+    ours = generate(pipe, list(prompts), [0, 1], edit=edit, **kwargs)
     assert pipeline_hash(pipe) == before
     replaced = replaced_pipeline(pipe, edit)
-    reference = generate(replaced, ["a rose", "a car"], [0, 1], **kwargs)
-    for p in range(2):
+    reference = generate(replaced, list(prompts), [0, 1], **kwargs)
+    for p in range(len(prompts)):
         for s in range(2):
-            assert abs(ours.edited[p][s] - reference.original[p][s]).max() < 1e-4
-            assert abs(ours.original[p][s] - ours.edited[p][s]).max() > 1e-3
+            assert abs(ours.edited[p][s] - reference.original[p][s]).max() < atol
+            if p < (changed or len(prompts)):
+                assert abs(ours.original[p][s] - ours.edited[p][s]).max() > change  # the edit does something
+    assert pipeline_hash(pipe) == before
     return replaced
 
 
-class BrightnessScorer:
-    """A stand-in for `ClipScorer`: P(destination) is the image's mean brightness; classify by brightness too."""
+class MeanPixelScorer:
+    """The stand-in for CLIP in tests, as a scorer (`ClipClassifier(MeanPixelScorer())`) or as the evaluation's
+    classifier itself: P(destination) is the image's mean pixel value / 255; `classify` gives the first class that
+    probability, or with `threshold` 1 above it and 0 below. Counts its calls; with `fail_after`, the call after that
+    many raises `KeyboardInterrupt` (an interrupted run)."""
 
-    name = "brightness"
+    def __init__(self, threshold: float | None = None, fail_after: int | None = None, name: str = "mean-pixel"):
+        self.threshold, self.fail_after, self.name = threshold, fail_after, name
+        self.calls = 0
 
-    def prob_destination(self, images, prompts, destinations):
-        return torch.tensor([float(np.asarray(im, dtype=np.float64).mean() / 255.0) for im in images])
+    def _means(self, images) -> np.ndarray:
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt
+        return np.array([np.asarray(image, dtype=np.float64).mean() / 255.0 for image in images])  # (N,)
 
-    def classify(self, images, classes):
-        p = self.prob_destination(images, None, None)
-        return torch.stack([p, 1 - p], dim=-1)
+    def prob_destination(self, images, prompts, destinations) -> np.ndarray:
+        return self._means(images)
+
+    def classify(self, images, classes) -> torch.Tensor:
+        first = torch.from_numpy(self._means(images))  # (N,)
+        if self.threshold is not None:
+            first = (first > self.threshold).double()
+        return torch.stack([first, 1.0 - first], dim=-1)  # (N, 2)
 
 
 def free_port() -> int:

@@ -7,26 +7,15 @@ from argparse import Namespace
 import numpy as np
 import pytest
 import torch
-from helpers import BrightnessScorer, pipeline_hash
+from helpers import MeanPixelScorer, pipeline_hash
 
 from time_core import compute_edit, generate
 from time_core.evaluation.bulk import BulkProblem, bulk_entries
-from time_core.evaluation.classifiers import ClipClassifier
 from time_core.evaluation.experiments import ExperimentConfig, LocalState, run
 from time_core.methods import get_method
 from time_core.presets import EditEntry, load_preset
 
 ARGS = Namespace(ablation=False, quality=0, oracle_filter=None)
-
-
-class CountingClassifier(ClipClassifier):
-    def __init__(self):
-        super().__init__(BrightnessScorer())
-        self.calls = 0
-
-    def prob_destination(self, images, prompts, destinations):
-        self.calls += 1
-        return super().prob_destination(images, prompts, destinations)
 
 
 def _write(report, out, start):
@@ -54,7 +43,7 @@ def test_repeated_sources_are_removed_keeping_the_first():
 
 def test_bulk_equals_a_hand_built_multi_edit(sd1, tmp_path):
     before = pipeline_hash(sd1)
-    classifier = CountingClassifier()
+    classifier = MeanPixelScorer(name="brightness")
     report = run(ARGS, _config(), tmp_path, LocalState(), _write, pipe=sd1, classifier=classifier)
     assert report["bulk"] == {"entries": 2, "removed": ["a circle -> a blue circle", "a circle -> a yellow circle"]}
     assert [row["source"] for row in report["per_entry"]] == ["a circle", "a oval"]
@@ -78,7 +67,7 @@ def test_bulk_equals_a_hand_built_multi_edit(sd1, tmp_path):
         assert np.allclose(unit["time"], expected, atol=1e-6)
     assert pipeline_hash(sd1) == before
 
-    idle = CountingClassifier()  # a finished run does no work again
+    idle = MeanPixelScorer(name="brightness")  # a finished run does no work again
     again = run(ARGS, _config(), tmp_path, LocalState(), _write, pipe=sd1, classifier=idle)
     assert idle.calls == 0 and again["overall"] == report["overall"]
     with pytest.raises(ValueError, match=r"differs in \['limit'\]"):  # another --limit is another edit

@@ -36,28 +36,36 @@ class EditingMethod(ABC):
 
     Attributes:
         name (`str`): the registry key and the `method` recorded in edit files (`"time"`).
+        label (`str`): the method's name for people (the demo, tables and plots): `"TIME"`.
         default_lam (`float`): the λ used when none is given.
         edit_class (`type[BaseEdit]`): the class of its edits (reads its edit files).
         summary (`str`): one line for listings and `--help`.
         features (`frozenset[str]`): the options of `prepare` beyond the defaults that the method supports:
             `"values_only"` (`edit_keys=False`) and `"auto_preserve"` (`preserve="auto"`); the commands check them
-            before loading a model.
+            before loading a model; `"auto_lam"`: `lam="auto"` (with `preserve="auto"`), the λ chosen per edit.
+        lam_weighs_change (`bool`): λ weighs the change of the weights (`‖W' − W‖²`), so a very large λ is the
+            original model; `False` for a λ of another kind (the fine-tuning baseline's weight decay).
     """
 
     name: ClassVar[str]
+    label: ClassVar[str]
     default_lam: ClassVar[float]
     edit_class: ClassVar[type[BaseEdit]]
     summary: ClassVar[str]
     features: ClassVar[frozenset[str]] = frozenset()
+    lam_weighs_change: ClassVar[bool] = True
 
-    def unsupported(self, values_only: bool = False, auto_preserve: bool = False) -> list[str]:
-        """What of the options asked for (`values_only`: `edit_keys=False`; `auto_preserve`: `preserve="auto"`) the
-        method lacks, one message per option and in the commands' flag names; empty when it has them all."""
+    def unsupported(self, values_only: bool = False, auto_preserve: bool = False, auto_lam: bool = False) -> list[str]:
+        """What of the options asked for (`values_only`: `edit_keys=False`; `auto_preserve`: `preserve="auto"`;
+        `auto_lam`: `lam="auto"`) the method lacks, one message per option and in the commands' flag names; empty
+        when it has them all."""
         problems = []
         if values_only and "values_only" not in self.features:
             problems.append(f"--values-only is an option of TIME's edit; {self.name} has no keys and values to choose")
         if auto_preserve and "auto_preserve" not in self.features:
             problems.append(f"--preserve auto is not available for {self.name}; list the prompts to keep")
+        if auto_lam and "auto_lam" not in self.features:
+            problems.append(f"--lam auto is not available for {self.name}; give a number")
         return problems
 
     @abstractmethod

@@ -223,6 +223,7 @@ class TimeMethod(EditingMethod):
     """TIME: the cross-attention keys and values of the UNet, `W' = W · M` with one `M` for every layer (Eq. 5)."""
 
     name: ClassVar[str] = "time"
+    label: ClassVar[str] = "TIME"
     default_lam: ClassVar[float] = DEFAULT_LAM
     edit_class: ClassVar[type[BaseEdit]] = Edit
     summary: ClassVar[str] = "TIME (Orgad et al., ICCV 2023): UNet cross-attention keys and values"

@@ -278,6 +278,7 @@ class DiffQuickFixMethod(EditingMethod):
     """Diff-QuickFix: the output projection of the first self-attention layer of every text encoder, in closed form."""
 
     name: ClassVar[str] = "diff-quickfix"
+    label: ClassVar[str] = "Diff-QuickFix"
     default_lam: ClassVar[float] = DEFAULT_LAM
     edit_class: ClassVar[type[BaseEdit]] = QuickFixEdit
     summary: ClassVar[str] = "Diff-QuickFix (Basu et al., ICLR 2024): first self-attention out_proj of the text encoder"

@@ -95,6 +95,8 @@ class FinetuneMethod(EditingMethod):
     """
 
     name: ClassVar[str] = "finetune"
+    label: ClassVar[str] = "Fine-tuning"
+    lam_weighs_change: ClassVar[bool] = False  # λ is Adam's weight decay η, which pulls θ towards 0
     default_lam: ClassVar[float] = DEFAULT_WEIGHT_DECAY
     edit_class: ClassVar[type[BaseEdit]] = FinetuneEdit
     summary: ClassVar[str] = ("baseline (App. G): fine-tune the text encoder(s) with Adam on Eq. 4's data term; "
