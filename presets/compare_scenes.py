@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from time_core.evaluation.benchmark import edited_probabilities
 from time_core.methods.preservation import auto_preservation
 from time_core.models import load_pipeline
 from time_core.presets import load_preset
@@ -27,7 +28,7 @@ def per_prompt(run: str, tag: str) -> dict[int, np.ndarray]:
     blocks: dict[int, list] = {}
     for path in sorted(glob.glob(str(Path(run) / "units" / f"*_{tag}.json"))):
         unit = json.loads(Path(path).read_text())
-        blocks.setdefault(unit["entry"], []).append(np.array(unit["time"]))
+        blocks.setdefault(unit["entry"], []).append(np.array(edited_probabilities(unit)))
     if not blocks:
         raise SystemExit(f"no units ending in _{tag}.json in {run}")
     return {entry: np.concatenate(parts, axis=1) for entry, parts in blocks.items()}

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from time_core.edit import BaseEdit
+from time_core.edit import BaseEdit, EditRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_UPLOAD_MB = 0.5  # the upload limit of the served app in tests
@@ -130,19 +130,14 @@ def make_tiny_pipeline(kind: str = "sd1", seed: int = 0):
 
 @dataclasses.dataclass(frozen=True)
 class StandInEdit(BaseEdit):
-    """A base for test edits: `BaseEdit`'s provenance fields with defaults, compatible with every pipeline, no file.
+    """A base for test edits: `BaseEdit`'s request and λ with defaults, compatible with every pipeline, no file.
 
     Subclasses declare their own fields with `@dataclasses.dataclass(frozen=True, kw_only=True)` and implement
     `conditioning` and `edited_weights`.
     """
 
-    sources: tuple[str, ...] = ("a rose",)
-    destinations: tuple[str, ...] = ("a blue rose",)
+    request: EditRequest = EditRequest(("a rose",), ("a blue rose",), augment=False)
     lam: float = 1.0
-    augment: bool = False
-    preserve: tuple[str, ...] = ()
-    preserve_weight: float = 1.0
-    model: str = ""
 
     def check_compatible(self, pipe):
         pass

@@ -9,12 +9,13 @@ The public API:
 - `prepare_edit(...)`: the λ-independent problem; `.solve(lam)` gives an edit per λ (cheap λ sweeps).
 - `generate(pipe, prompts, seeds, edit=...)`: original and edited images from one batched call, same seeds.
 - `Edit.edited_weights(unet)`, `Edit.save(path)`, `Edit.load(path)`; `load_edit(path)` reads any method's file.
+- `EditRequest`: what an edit was asked for (prompts, options, provenance), shared by every method's problem and edit.
 
 Layers, each importing only the ones before it: the core (`models`, `tokenizer`, `prompts`, `solver`, `attention`,
 `edit`, `generate`, `presets`) ← `methods` ← `evaluation` ← `demo` ← the app (`app.py`).
 """
 
-from .edit import BaseEdit, EditFileError
+from .edit import BaseEdit, EditFileError, EditRequest
 from .generate import GenerationResult, generate
 from .methods import METHODS, Edit, EditProblem, QuickFixEdit, compute_edit, load_edit, prepare_edit
 from .models import ModelLoadError, UnsupportedModelError, load_pipeline
@@ -26,6 +27,7 @@ __all__ = [
     "Edit",
     "EditFileError",
     "EditProblem",
+    "EditRequest",
     "GenerationResult",
     "ModelLoadError",
     "PromptError",

@@ -44,6 +44,20 @@ def test_interrupted_run_resumes_to_the_same_result(sd1, tmp_path):
     assert idle.calls == 0
 
 
+def test_unit_files_of_old_folders_still_read(sd1, tmp_path):
+    """Unit files written before the edited model's key was `"edited"` hold it under `"time"`."""
+    config = _config(lams=(0.1,))
+    check_eval_dir(tmp_path, config)
+    evaluate(config, tmp_path, pipe=sd1, classifier=MeanPixelScorer(), progress=False)
+    new = merge_results(config, tmp_path)
+    edited = [path for path in (tmp_path / "units").iterdir() if "_lam" in path.name]
+    assert edited and all(set(json.loads(path.read_text())) >= {"edited", "lam_used"} for path in edited)
+    for path in edited:
+        unit = json.loads(path.read_text())
+        path.write_text(json.dumps({("time" if key == "edited" else key): value for key, value in unit.items()}))
+    assert merge_results(config, tmp_path) == new
+
+
 def test_units_are_independent_of_sharding(sd1, tmp_path):
     config = _config(lams=(0.1,))
     check_eval_dir(tmp_path / "one", config)
@@ -120,7 +134,7 @@ def test_automatic_preservation_is_its_own_configuration(sd1, tmp_path):
         check_eval_dir(tmp_path / folder, config)
         evaluate(config, tmp_path / folder, pipe=sd1, classifier=MeanPixelScorer(), progress=False)
     unit = "units/e0000_s0-0_lam0.1.json"
-    edited = [json.loads((tmp_path / folder / unit).read_text())["time"] for folder in ("plain", "auto")]
+    edited = [json.loads((tmp_path / folder / unit).read_text())["edited"] for folder in ("plain", "auto")]
     assert edited[0] != edited[1]  # the preservation pairs change the edit, hence the edited images
     base = [json.loads((tmp_path / folder / "units/e0000_s0-0_base.json").read_text())["baseline"]
             for folder in ("plain", "auto")]

@@ -64,7 +64,7 @@ def test_bulk_equals_a_hand_built_multi_edit(sd1, tmp_path):
         expected = [[float(classifier.prob_destination([image], p, d)[0]) for image in row]
                     for row, p, d in zip(images, prompts, targets)]
         unit = json.loads((tmp_path / "units" / f"e{index:04d}_s0-1_lam1000.0.json").read_text())
-        assert np.allclose(unit["time"], expected, atol=1e-6)
+        assert np.allclose(unit["edited"], expected, atol=1e-6)
     assert pipeline_hash(sd1) == before
 
     idle = MeanPixelScorer(name="brightness")  # a finished run does no work again

@@ -113,5 +113,5 @@ def test_debias_table_names_the_method():
     report = {"config": {"method": DQF}, "entries": [row], "overall": {"F_original": 1.0, "F_time": 0.5,
                                                                         "delta_original": 1.0, "delta_time": 0.0}}
     table = debias_table(report)
-    assert "| F_p diff-quickfix | Δ original | Δ diff-quickfix |" in table and "TIME" not in table
+    assert "| F_p Diff-QuickFix | Δ original | Δ Diff-QuickFix |" in table and "TIME" not in table
     assert "F_p TIME |" in debias_table({**report, "config": {"method": "time"}})

@@ -20,6 +20,7 @@ import torch
 from helpers import check_like_replaced, pipeline_hash
 
 from time_core import METHODS, EditFileError, PromptError, compute_edit, generate, load_edit
+from time_core.edit import REQUEST_FIELDS
 
 SOURCE, DESTINATION = "a pack of roses", "a pack of blue roses"
 TOY_SOURCE, TOY_DESTINATION = "a circle", "a green circle"
@@ -33,9 +34,6 @@ FEATURES = {
     "auto_preserve": dict(preserve="auto"),
     "auto_lam": dict(preserve="auto", lam="auto"),
 }
-# the provenance every edit records
-REQUEST_FIELDS = ("sources", "destinations", "augment", "preserve", "preserve_weight", "model", "auto_preserve",
-                  "lam_auto", "context")
 NAMES = sorted(METHODS)
 CASES = [(name, feature) for name in NAMES for feature in (None, *sorted(METHODS[name].features))]
 _EDITS: dict = {}
@@ -72,7 +70,7 @@ def toy():
 @pytest.mark.parametrize("name", NAMES)
 def test_the_method_is_registered_under_its_name_with_its_default_lam(sd1, name):
     method = METHODS[name]
-    assert method.name == name == method.edit_class.method and method.label and method.summary
+    assert method.name == name == method.edit_class.method and method.label and method.edits and method.summary
     assert set(method.features) <= set(FEATURES), "a feature the contract does not know: add it to FEATURES"
     problem = method_for(name).prepare(sd1, SOURCE, DESTINATION, augment=False)
     edit = problem.solve()
@@ -126,7 +124,7 @@ def check_round_trip(pipe, edit, path, prompts=PROMPTS):
     """`save` → `load_edit` gives the same tensors, dtypes, λ and request, and the same images bit for bit."""
     loaded = load_edit(edit.save(path))
     assert type(loaded) is type(edit) and loaded.metadata() == edit.metadata() and loaded.lam == edit.lam
-    assert all(getattr(loaded, f) == getattr(edit, f) for f in REQUEST_FIELDS)
+    assert loaded.request == edit.request and all(getattr(loaded, f) == getattr(edit, f) for f in REQUEST_FIELDS)
     assert type(edit).load(path).metadata() == edit.metadata()
     for other in {method.edit_class for method in METHODS.values()} - {type(edit)}:  # another method's class refuses it
         with pytest.raises(EditFileError, match=f"holds a '{edit.method}' edit, not a '{other.method}' one"):
@@ -243,6 +241,11 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(sd1, name, kwargs, error
     assert pipeline_hash(sd1) == before
 
 
+def feature_argument(feature: str) -> str:
+    return {"values_only": r"edit_keys=False \(values only\)", "auto_preserve": "preserve='auto'",
+            "auto_lam": "lam='auto'"}[feature]
+
+
 @pytest.mark.parametrize("feature", sorted(FEATURES))
 @pytest.mark.parametrize("name", NAMES)
 def test_the_declared_features_are_what_prepare_accepts(sd1, name, feature):
@@ -252,7 +255,7 @@ def test_the_declared_features_are_what_prepare_accepts(sd1, name, feature):
     before = pipeline_hash(sd1)
     if feature not in method.features:
         assert method.unsupported(**flags)
-        with pytest.raises(ValueError, match=r"not available for|values only|no keys (and|or) values"):
+        with pytest.raises(ValueError, match=f"^{feature_argument(feature)} is not available for {name}; "):
             compute_edit(sd1, SOURCE, DESTINATION, method=name, **FEATURES[feature])
         assert pipeline_hash(sd1) == before
         return

@@ -38,6 +38,12 @@ def test_each_method_names_the_options_it_lacks():
         "--values-only is an option of TIME's edit; finetune has no keys and values to choose",
         "--preserve auto is not available for finetune; list the prompts to keep"]
     assert get_method("finetune").unsupported() == []
+    assert get_method("diff-quickfix").unsupported(auto_lam=True) == [
+        "--lam auto is not available for diff-quickfix; give a number"]
+    with pytest.raises(ValueError, match=r"^edit_keys=False \(values only\) is not available for finetune; it has no "
+                                         r"keys and values to choose between; preserve='auto' is not available for "
+                                         r"finetune; list the prompts to keep$"):
+        get_method("finetune").check_options(values_only=True, auto_preserve=True)
 
 
 def test_lam_none_is_the_methods_default(sd1):

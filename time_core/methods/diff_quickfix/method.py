@@ -14,23 +14,22 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
 
-from ...edit import BaseEdit, EditFileError, read_auto_preserve
+from ...edit import BaseEdit, EditFileError, EditRequest, metadata_errors
 from ...models import TEXT_ENCODERS as ENCODERS
 from ...models import (
     TextConditioning,
     UnsupportedModelError,
     encode_prompts,
-    model_id,
     text_components,
     text_tokenizer,
     text_width,
 )
-from ...prompts import as_prompts, check_preserve_weight, is_auto_preserve, preserve_prompts
+from ...prompts import preserve_prompts
 from ...solver import check_lam
 from ..base import BaseProblem, EditingMethod
 from .layer import find_projection, projection_path, with_weight
@@ -54,20 +53,17 @@ def text_encoders(pipe) -> list[tuple[str, torch.nn.Module, object, str]]:
 
 @dataclass(frozen=True)
 class QuickFixEdit(BaseEdit):
-    """A Diff-QuickFix edit: the update of one linear layer per text encoder, and its provenance.
+    """A Diff-QuickFix edit: the update of one linear layer per text encoder, and what was asked for.
 
     Attributes:
         layers (`tuple[tuple[str, str], ...]`): `(component, module path)` of each edited layer, e.g.
             `("text_encoder", "encoder.layers.0.self_attn.out_proj")`.
         deltas (`tuple[torch.Tensor, ...]`): `ΔW = W' − W` of each layer, `(d_out, d_in)`, float64.
-        sources (`tuple[str, ...]`), destinations (`tuple[str, ...]`): the prompt pairs.
+        request (`EditRequest`): the prompts and options (`edit.sources`, ... read through). With `auto_preserve`,
+            `preserve` holds the derived prompts and `preserve_weight` the first encoder's weight; such an edit is
+            reproduced by asking for `"auto"` again, not by listing its prompts.
         lam (`float`): λ.
-        augment (`bool`): whether the prompt augmentations were used.
-        preserve (`tuple[str, ...]`), preserve_weight (`float`): preservation prompts and their weight.
         text_width (`int`): the width of the text embeddings of the model (the UNet's `cross_attention_dim`).
-        model (`str`): the model the edit was computed on (informative).
-        auto_preserve (`bool`): whether `preserve` and its weight were derived (`preserve="auto"`; the weight is the
-            first encoder's); such an edit is reproduced by asking for `"auto"` again, not by listing its prompts.
     """
 
     method: ClassVar[str] = "diff-quickfix"
@@ -75,15 +71,9 @@ class QuickFixEdit(BaseEdit):
 
     layers: tuple[tuple[str, str], ...]
     deltas: tuple[torch.Tensor, ...]
-    sources: tuple[str, ...]
-    destinations: tuple[str, ...]
+    request: EditRequest
     lam: float
-    augment: bool = True
-    preserve: tuple[str, ...] = ()
-    preserve_weight: float = 1.0
     text_width: int = 0
-    model: str = ""
-    auto_preserve: bool = False
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -177,40 +167,18 @@ class QuickFixEdit(BaseEdit):
         return {component: delta.to(torch.float64) for (component, _), delta in zip(self.layers, self.deltas)}
 
     def provenance(self) -> dict[str, str]:
-        return {
-            "sources": json.dumps(list(self.sources)),
-            "destinations": json.dumps(list(self.destinations)),
-            "lam": repr(float(self.lam)),
-            "augment": json.dumps(self.augment),
-            "preserve": json.dumps(list(self.preserve)),
-            "preserve_weight": repr(float(self.preserve_weight)),
-            "auto_preserve": json.dumps(self.auto_preserve),
-            "layers": json.dumps(dict(self.layers)),
-            "text_width": str(self.text_width),
-            "model": self.model,
-        }
+        return {"layers": json.dumps(dict(self.layers)), "text_width": str(self.text_width)}
 
     @classmethod
     def from_file(cls, tensors: dict[str, torch.Tensor], meta: dict[str, str], name: str) -> QuickFixEdit:
-        try:
+        request, lam = cls.read_common(meta, name)
+        with metadata_errors(name):
             layers = json.loads(meta["layers"])
             if not isinstance(layers, dict) or not all(isinstance(v, str) for v in layers.values()):
                 raise ValueError("layers must map component names to module paths")
-            edit = cls(
-                layers=tuple(layers.items()),
-                deltas=tuple(tensors[c].to(torch.float64) for c in layers if c in tensors),
-                sources=tuple(json.loads(meta["sources"])),
-                destinations=tuple(json.loads(meta["destinations"])),
-                lam=check_lam(float(meta["lam"])),
-                augment=bool(json.loads(meta["augment"])),
-                preserve=tuple(json.loads(meta["preserve"])),
-                preserve_weight=check_preserve_weight(float(meta["preserve_weight"])),
-                text_width=int(meta["text_width"]),
-                model=meta.get("model", ""),
-                auto_preserve=read_auto_preserve(meta),
-            )
-        except (KeyError, ValueError, TypeError) as error:
-            raise EditFileError(f"{name} has invalid edit metadata ({type(error).__name__}: {error})") from error
+            deltas = tuple(tensors[c].to(torch.float64) for c in layers if c in tensors)
+            edit = cls(layers=tuple(layers.items()), deltas=deltas, request=request, lam=lam,
+                       text_width=int(meta["text_width"]))
         known = {component for component, _ in ENCODERS}
         if not edit.layers or set(tensors) != set(edit.components) or not set(edit.components) <= known:
             raise EditFileError(
@@ -221,8 +189,6 @@ class QuickFixEdit(BaseEdit):
                 raise EditFileError(f"{name}: the update of {component} has shape {tuple(delta.shape)}, expected 2-D")
             if not bool(torch.isfinite(delta).all()):
                 raise EditFileError(f"{name}: the update of {component} contains NaN or infinite values")
-        if len(edit.sources) != len(edit.destinations) or not edit.sources:
-            raise EditFileError(f"{name}: sources and destinations must be non-empty lists of equal length")
         return edit
 
 
@@ -242,14 +208,8 @@ class QuickFixEditProblem(BaseProblem):
 
     layers: tuple[tuple[str, str], ...]
     problems: tuple[QuickFixProblem, ...]
-    sources: tuple[str, ...]
-    destinations: tuple[str, ...]
-    augment: bool = True
-    preserve: tuple[str, ...] = ()
-    preserve_weight: float = 1.0
+    request: EditRequest
     text_width: int = 0
-    model: str = ""
-    auto_preserve: bool = False
 
     @property
     def num_pairs(self) -> int:
@@ -259,19 +219,8 @@ class QuickFixEditProblem(BaseProblem):
     def solve(self, lam: float | None = None) -> QuickFixEdit:
         """The `QuickFixEdit` for one λ (`None`: 0.01, the authors' value)."""
         lam = check_lam(DEFAULT_LAM if lam is None else lam)
-        return QuickFixEdit(
-            layers=self.layers,
-            deltas=tuple(problem.update(lam) for problem in self.problems),
-            sources=self.sources,
-            destinations=self.destinations,
-            lam=lam,
-            augment=self.augment,
-            preserve=self.preserve,
-            preserve_weight=self.preserve_weight,
-            text_width=self.text_width,
-            model=self.model,
-            auto_preserve=self.auto_preserve,
-        )
+        return QuickFixEdit(layers=self.layers, deltas=tuple(problem.update(lam) for problem in self.problems),
+                            request=self.request, lam=lam, text_width=self.text_width)
 
 
 class DiffQuickFixMethod(EditingMethod):
@@ -279,6 +228,7 @@ class DiffQuickFixMethod(EditingMethod):
 
     name: ClassVar[str] = "diff-quickfix"
     label: ClassVar[str] = "Diff-QuickFix"
+    edits: ClassVar[str] = "text encoder"
     default_lam: ClassVar[float] = DEFAULT_LAM
     edit_class: ClassVar[type[BaseEdit]] = QuickFixEdit
     summary: ClassVar[str] = "Diff-QuickFix (Basu et al., ICLR 2024): first self-attention out_proj of the text encoder"
@@ -288,65 +238,32 @@ class DiffQuickFixMethod(EditingMethod):
     auto_preserve_augment: ClassVar[bool] = True
     auto_preserve_words_only: ClassVar[bool] = True
 
-    def prepare(
-        self,
-        pipe,
-        source: str | Sequence[str],
-        destination: str | Sequence[str],
-        edit_keys: bool = True,
-        augment: bool = True,
-        preserve: str | Sequence[str] = (),
-        preserve_weight: float = 1.0,
-    ) -> QuickFixEditProblem:
+    def build(self, pipe, request: EditRequest, edit_keys: bool) -> QuickFixEditProblem:
         """Collects the pairs of every text encoder and factorises each solve; see `time_core.compute_edit`.
 
+        `preserve="auto"` derives the prompts from the model (`time_core.methods.preservation.auto_preservation`) and
+        uses them with their augmentations (`auto_preserve_augment`), at their positions up to the end-of-text token
+        (`auto_preserve_words_only`), at the weight `relative_preserve_weight` sets from each encoder's preservation
+        keys, λ = 0.01 and `auto_preserve_strength` (`preserve_weight` is ignored; the edit records the first
+        encoder's weight).
+
         Raises:
-            `ValueError`: `edit_keys=False` (a TIME option: Diff-QuickFix has no keys and values to choose between),
-                lists of different lengths, a bad weight. `preserve="auto"` derives the prompts from the model
-                (`time_core.methods.preservation.auto_preservation`) and uses them with their augmentations
-                (`auto_preserve_augment`), at their positions up to the end-of-text token
-                (`auto_preserve_words_only`), at the weight `relative_preserve_weight` sets from each encoder's
-                preservation keys, λ = 0.01 and `auto_preserve_strength` (`preserve_weight` is ignored; the edit
-                records the first encoder's weight).
-            `PromptError`: an empty or over-long prompt.
+            `PromptError`: an over-long prompt. `UnsupportedModelError`: a pipeline without the edited layer.
         """
-        if not edit_keys:
-            raise ValueError(
-                "edit_keys=False (a value-only edit) is an option of TIME's cross-attention edit; diff-quickfix edits "
-                "one text-encoder layer and has no keys or values to choose between"
-            )
-        sources = as_prompts(source, "source")
-        destinations = as_prompts(destination, "destination")
-        if len(sources) != len(destinations):
-            raise ValueError(f"got {len(sources)} source prompts but {len(destinations)} destination prompts")
-        auto = is_auto_preserve(preserve)
-        if auto:
+        preserve, options = request.preserve, {}
+        if request.auto_preserve:
             from ..preservation import auto_preservation
 
-            preserve = auto_preservation(pipe, sources, destinations).prompts
-        preserve = preserve_prompts(preserve)
-        preserve_weight = check_preserve_weight(preserve_weight)
-        options = {}
-        if auto:
+            preserve = preserve_prompts(auto_preservation(pipe, request.sources, request.destinations).prompts)
             options = dict(augment_preserve=self.auto_preserve_augment, preserve_strength=self.auto_preserve_strength,
                            preserve_words_only=self.auto_preserve_words_only)
         encoders = text_encoders(pipe)
         problems = tuple(
-            prepare_quickfix(encoder, tokenizer, sources, destinations, bool(augment), path, preserve, preserve_weight,
-                             **options)
+            prepare_quickfix(encoder, tokenizer, request.sources, request.destinations, request.augment, path,
+                             preserve, request.preserve_weight, **options)
             for _, encoder, tokenizer, path in encoders
         )
-        if auto:
-            preserve_weight = problems[0].preserve_weight  # the first encoder's; each encoder's is set from its keys
-        return QuickFixEditProblem(
-            layers=tuple((name, path) for name, _, _, path in encoders),
-            problems=problems,
-            sources=sources,
-            destinations=destinations,
-            augment=bool(augment),
-            preserve=preserve,
-            preserve_weight=preserve_weight,
-            text_width=text_width(pipe),
-            model=model_id(pipe),
-            auto_preserve=auto,
-        )
+        if request.auto_preserve:  # the first encoder's weight; each encoder's is set from its keys
+            request = replace(request, preserve=preserve, preserve_weight=problems[0].preserve_weight)
+        return QuickFixEditProblem(layers=tuple((name, path) for name, _, _, path in encoders), problems=problems,
+                                   request=request, text_width=text_width(pipe))
