@@ -39,19 +39,15 @@ def pipeline_hash(pipe) -> str:
     return "".join(state_hash(m) for m in pipe.components.values() if isinstance(m, torch.nn.Module))
 
 
-def _text_encoder(hidden_size: int, with_projection: bool = False, projection_dim: int = 32):
+def tiny_text_encoder(hidden_size: int, with_projection: bool = False, projection_dim: int = 32, heads: int = 2,
+                      positions: int = 77):
+    """A random two-layer CLIP text encoder over the real CLIP vocabulary (`CLIPTextModelWithProjection` with
+    `with_projection`, as SDXL's second encoder)."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    config = CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=hidden_size,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=77,
-        projection_dim=projection_dim,
-        hidden_act="gelu",
-    )
+    config = CLIPTextConfig(vocab_size=49408, hidden_size=hidden_size, intermediate_size=64, num_hidden_layers=2,
+                            num_attention_heads=heads, max_position_embeddings=positions,
+                            projection_dim=projection_dim, hidden_act="gelu")
     return CLIPTextModelWithProjection(config) if with_projection else CLIPTextModel(config)
 
 
@@ -96,7 +92,7 @@ def make_tiny_pipeline(kind: str = "sd1", seed: int = 0):
         unet = UNet2DConditionModel(cross_attention_dim=width, **common, **extra)
         return StableDiffusionPipeline(
             vae=_vae(),
-            text_encoder=_text_encoder(width),
+            text_encoder=tiny_text_encoder(width),
             tokenizer=build_clip_tokenizer(),
             unet=unet,
             scheduler=scheduler,
@@ -105,7 +101,8 @@ def make_tiny_pipeline(kind: str = "sd1", seed: int = 0):
             requires_safety_checker=False,
         ).to("cpu")
     if kind == "sdxl":
-        text_encoder, text_encoder_2 = _text_encoder(32), _text_encoder(64, with_projection=True, projection_dim=32)
+        text_encoder = tiny_text_encoder(32)
+        text_encoder_2 = tiny_text_encoder(64, with_projection=True, projection_dim=32)
         unet = UNet2DConditionModel(
             cross_attention_dim=96,
             attention_head_dim=(2, 4),

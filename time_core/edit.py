@@ -30,7 +30,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .models import TextConditioning
+from .models import TextConditioning, text_width
 from .prompts import check_preserve_weight
 from .solver import check_lam
 
@@ -196,6 +196,12 @@ class BaseEdit(RequestFields, ABC):
     component: ClassVar[str]
     request: EditRequest
     lam: float  # λ of the method's closed form (the fine-tuning baseline: its weight decay η)
+
+    def check_text_width(self, pipe, width: int) -> None:
+        """Raises `EditFileError` when the pipeline's text width is not `width`, the one the edit was computed for."""
+        if text_width(pipe) != width:
+            raise EditFileError(f"this edit was computed for text width {width} (model {self.model or 'unknown'}); "
+                                f"the loaded model has text width {text_width(pipe)}")
 
     @abstractmethod
     def check_compatible(self, pipe) -> None:

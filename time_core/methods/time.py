@@ -17,7 +17,7 @@ import torch
 
 from ..attention import install_split_processors, split_key_value
 from ..edit import BaseEdit, EditFileError, EditRequest, metadata_errors
-from ..models import TextConditioning, check_architecture, cross_attention_layers, text_width
+from ..models import TextConditioning, check_architecture, cross_attention_layers
 from ..prompts import augment_pairs, build_pairs
 from ..solver import EditSystem, build_system, check_lam, cross_validated_lam, is_auto
 from .base import BaseProblem, EditingMethod
@@ -55,12 +55,7 @@ class Edit(BaseEdit):
 
     def check_compatible(self, pipe) -> None:
         """Raises `EditFileError` when the pipeline's text width differs from the edit's."""
-        width = text_width(pipe)
-        if width != self.text_width:
-            raise EditFileError(
-                f"this edit was computed for text width {self.text_width} (model {self.model or 'unknown'}); "
-                f"the loaded model has text width {width}"
-            )
+        self.check_text_width(pipe, self.text_width)
 
     def map_embeddings(self, embeds: torch.Tensor) -> torch.Tensor:
         """`c ↦ M c` for every embedding vector: `(..., d)` → `(..., d)`, computed in float64, returned in `embeds.dtype`."""

@@ -83,12 +83,7 @@ class QuickFixEdit(BaseEdit):
     def check_compatible(self, pipe) -> None:
         """Raises `EditFileError` unless the pipeline has the same text width, the same text encoders, and the edited
         layers with the edit's shapes."""
-        width = text_width(pipe)
-        if width != self.text_width:
-            raise EditFileError(
-                f"this edit was computed for text width {self.text_width} (model {self.model or 'unknown'}); "
-                f"the loaded model has text width {width}"
-            )
+        self.check_text_width(pipe, self.text_width)
         present = text_components(pipe)
         if present != self.components:
             raise EditFileError(
