@@ -9,8 +9,7 @@ augmentations):
   `torch.inverse`, writing `W'` (what the original implementations do, minus their redundant recomputation);
 - the relative error of each against a float64 per-layer reference, at λ = 0.1 and λ = 1e-4;
 - the memory each needs beyond the loaded model (peak resident set size while it runs);
-- the cost of applying an edit during generation (mapping the embeddings of one CFG batch) against one UNet step.
-
+- the cost of applying an edit during generation (mapping the embeddings of one CFG batch) against one UNet step;
 - the cost of the knob-free edit (`lam="auto", preserve="auto"`: context sets from the generic corpus, cross-validated
   λ) against the plain edit;
 

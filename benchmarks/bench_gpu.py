@@ -55,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_gpu.py needs a CUDA GPU: torch.cuda.is_available() is False on this machine "
-                         "(see the README's 'Stable Diffusion on a Space' for the figures it would measure)")
+                         "(see docs/demo.md, 'Stable Diffusion on a Space', for the figures it would measure)")
 
     from bench_edit import build_sd14
 

@@ -7,7 +7,7 @@ refresh `docs/screenshot.png` (`make screenshot`).
 from __future__ import annotations
 
 import pytest
-from helpers import MAX_UPLOAD_MB, BrightnessScorer, make_tiny_pipeline, pipeline_hash, start_app, stop_app
+from helpers import MAX_UPLOAD_MB, MeanPixelScorer, make_tiny_pipeline, pipeline_hash, start_app, stop_app
 
 __all__ = ["make_tiny_pipeline", "pipeline_hash"]  # also imported from here by tests that predate helpers.py
 
@@ -60,5 +60,5 @@ def tiny_runtime(tmp_path_factory):
 
     pipe = make_tiny_pipeline("sd1")
     config = demo.DemoConfig.for_model("tiny-sd1", family="toy", size=16, steps=2, num_seeds=2, scorer="none")
-    return demo.DemoRuntime(pipe=pipe, classifier=ClipClassifier(BrightnessScorer()), config=config,
+    return demo.DemoRuntime(pipe=pipe, classifier=ClipClassifier(MeanPixelScorer(name="brightness")), config=config,
                             cache=demo.OriginalCache(256), workdir=tmp_path_factory.mktemp("edits"))

@@ -1,5 +1,5 @@
 """What several test modules share: tiny random-weight Stable Diffusion pipelines (SD 1.x, SD 2.x, SDXL shapes) with
-the real CLIP tokenizer, bit-exact weight hashes, stand-in scorers and edits, and starting `app.py` on a free port.
+the real CLIP tokenizer, bit-exact weight hashes, the stand-in scorer and edits, the check that an edit applies like replaced weights, and starting `app.py` on a free port.
 
 Fixtures live in `tests/conftest.py`; test modules import helpers from here, never from each other.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from time_core.edit import BaseEdit
+from time_core.edit import BaseEdit, EditRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_UPLOAD_MB = 0.5  # the upload limit of the served app in tests
@@ -41,19 +41,15 @@ def pipeline_hash(pipe) -> str:
     return "".join(state_hash(m) for m in pipe.components.values() if isinstance(m, torch.nn.Module))
 
 
-def _text_encoder(hidden_size: int, with_projection: bool = False, projection_dim: int = 32):
+def tiny_text_encoder(hidden_size: int, with_projection: bool = False, projection_dim: int = 32, heads: int = 2,
+                      positions: int = 77):
+    """A random two-layer CLIP text encoder over the real CLIP vocabulary (`CLIPTextModelWithProjection` with
+    `with_projection`, as SDXL's second encoder)."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    config = CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=hidden_size,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=77,
-        projection_dim=projection_dim,
-        hidden_act="gelu",
-    )
+    config = CLIPTextConfig(vocab_size=49408, hidden_size=hidden_size, intermediate_size=64, num_hidden_layers=2,
+                            num_attention_heads=heads, max_position_embeddings=positions,
+                            projection_dim=projection_dim, hidden_act="gelu")
     return CLIPTextModelWithProjection(config) if with_projection else CLIPTextModel(config)
 
 
@@ -98,7 +94,7 @@ def make_tiny_pipeline(kind: str = "sd1", seed: int = 0):
         unet = UNet2DConditionModel(cross_attention_dim=width, **common, **extra)
         return StableDiffusionPipeline(
             vae=_vae(),
-            text_encoder=_text_encoder(width),
+            text_encoder=tiny_text_encoder(width),
             tokenizer=build_clip_tokenizer(),
             unet=unet,
             scheduler=scheduler,
@@ -107,7 +103,8 @@ def make_tiny_pipeline(kind: str = "sd1", seed: int = 0):
             requires_safety_checker=False,
         ).to("cpu")
     if kind == "sdxl":
-        text_encoder, text_encoder_2 = _text_encoder(32), _text_encoder(64, with_projection=True, projection_dim=32)
+        text_encoder = tiny_text_encoder(32)
+        text_encoder_2 = tiny_text_encoder(64, with_projection=True, projection_dim=32)
         unet = UNet2DConditionModel(
             cross_attention_dim=96,
             attention_head_dim=(2, 4),
@@ -132,19 +129,14 @@ def make_tiny_pipeline(kind: str = "sd1", seed: int = 0):
 
 @dataclasses.dataclass(frozen=True)
 class StandInEdit(BaseEdit):
-    """A base for test edits: `BaseEdit`'s provenance fields with defaults, compatible with every pipeline, no file.
+    """A base for test edits: `BaseEdit`'s request and λ with defaults, compatible with every pipeline, no file.
 
     Subclasses declare their own fields with `@dataclasses.dataclass(frozen=True, kw_only=True)` and implement
     `conditioning` and `edited_weights`.
     """
 
-    sources: tuple[str, ...] = ("a rose",)
-    destinations: tuple[str, ...] = ("a blue rose",)
+    request: EditRequest = EditRequest(("a rose",), ("a blue rose",), augment=False)
     lam: float = 1.0
-    augment: bool = False
-    preserve: tuple[str, ...] = ()
-    preserve_weight: float = 1.0
-    model: str = ""
 
     def check_compatible(self, pipe):
         pass
@@ -174,53 +166,53 @@ def replaced_pipeline(pipe, edit):
     return type(pipe)(**components)
 
 
-def check_like_replaced_encoder(pipe, edit, negative_prompt: str | None = "blurry"):
-    """Checks that a text-encoder edit applies like a pipeline whose text encoder(s) hold `edit.edited_weights`
-    (`replaced_pipeline`): the edited images of two prompts × two seeds (with `negative_prompt`) equal that
-    pipeline's, differ from the original ones, and the shared pipeline stays bit-identical. Returns the replaced
-    pipeline."""
+def check_like_replaced(pipe, edit, negative_prompt: str | None = "blurry", prompts=("a rose", "a car"),
+                        atol: float = 1e-5, changed: int | None = None, change: float = 1e-3):
+    """Checks that an edit applies like a pipeline whose edited component(s) hold `edit.edited_weights`
+    (`replaced_pipeline`): the edited images of `prompts` × two seeds (with `negative_prompt`) equal that pipeline's
+    within `atol`, differ from the original ones by more than `change` (those of the first `changed` prompts; all by
+    default), and the shared pipeline stays bit-identical. Returns the replaced pipeline."""
     from time_core import generate
 
     before = pipeline_hash(pipe)
     kwargs = dict(num_inference_steps=3, negative_prompt=negative_prompt, output_type="np", progress=False)
-    ours = generate(pipe, ["a rose", "a car"], [0, 1], edit=edit, **kwargs)
+    ours = generate(pipe, list(prompts), [0, 1], edit=edit, **kwargs)
     assert pipeline_hash(pipe) == before
     replaced = replaced_pipeline(pipe, edit)
-    reference = generate(replaced, ["a rose", "a car"], [0, 1], **kwargs)
-    for p in range(2):
+    reference = generate(replaced, list(prompts), [0, 1], **kwargs)
+    for p in range(len(prompts)):
         for s in range(2):
-            assert abs(ours.edited[p][s] - reference.original[p][s]).max() < 1e-4
-            assert abs(ours.original[p][s] - ours.edited[p][s]).max() > 1e-3
+            assert abs(ours.edited[p][s] - reference.original[p][s]).max() < atol
+            if p < (changed or len(prompts)):
+                assert abs(ours.original[p][s] - ours.edited[p][s]).max() > change  # the edit does something
+    assert pipeline_hash(pipe) == before
     return replaced
 
 
-class BrightnessScorer:
-    """A stand-in for `ClipScorer`: P(destination) is the image's mean brightness; classify by brightness too."""
+class MeanPixelScorer:
+    """The stand-in for CLIP in tests, as a scorer (`ClipClassifier(MeanPixelScorer())`) or as the evaluation's
+    classifier itself: P(destination) is the image's mean pixel value / 255; `classify` gives the first class that
+    probability, or with `threshold` 1 above it and 0 below. Counts its calls; with `fail_after`, the call after that
+    many raises `KeyboardInterrupt` (an interrupted run)."""
 
-    name = "brightness"
-
-    def prob_destination(self, images, prompts, destinations):
-        return torch.tensor([float(np.asarray(im, dtype=np.float64).mean() / 255.0) for im in images])
-
-    def classify(self, images, classes):
-        p = self.prob_destination(images, None, None)
-        return torch.stack([p, 1 - p], dim=-1)
-
-
-class MeanPixelClassifier:
-    """A deterministic stand-in classifier: P(destination) = mean pixel value of the image."""
-
-    name = "mean-pixel"
-
-    def __init__(self, fail_after: int | None = None):
+    def __init__(self, threshold: float | None = None, fail_after: int | None = None, name: str = "mean-pixel"):
+        self.threshold, self.fail_after, self.name = threshold, fail_after, name
         self.calls = 0
-        self.fail_after = fail_after
 
-    def prob_destination(self, images, prompts, destinations):
+    def _means(self, images) -> np.ndarray:
         self.calls += 1
         if self.fail_after is not None and self.calls > self.fail_after:
             raise KeyboardInterrupt
-        return np.array([np.asarray(img, dtype=np.float64).mean() / 255.0 for img in images])
+        return np.array([np.asarray(image, dtype=np.float64).mean() / 255.0 for image in images])  # (N,)
+
+    def prob_destination(self, images, prompts, destinations) -> np.ndarray:
+        return self._means(images)
+
+    def classify(self, images, classes) -> torch.Tensor:
+        first = torch.from_numpy(self._means(images))  # (N,)
+        if self.threshold is not None:
+            first = (first > self.threshold).double()
+        return torch.stack([first, 1.0 - first], dim=-1)  # (N, 2)
 
 
 def free_port() -> int:

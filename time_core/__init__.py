@@ -13,12 +13,13 @@ The public API:
   the knob-free λ (`.auto_lam`).
 - `generate(pipe, prompts, seeds, edit=...)`: original and edited images from one batched call, same seeds.
 - `Edit.edited_weights(unet)`, `Edit.save(path)`, `Edit.load(path)`; `load_edit(path)` reads any method's file.
+- `EditRequest`: what an edit was asked for (prompts, options, provenance), shared by every method's problem and edit.
 
 Layers, each importing only the ones before it: the core (`models`, `tokenizer`, `prompts`, `solver`, `attention`,
 `edit`, `generate`, `presets`) ← `methods` ← `evaluation` ← `demo` ← the app (`app.py`).
 """
 
-from .edit import BaseEdit, EditFileError
+from .edit import BaseEdit, EditFileError, EditRequest
 from .generate import GenerationResult, generate
 from .methods import METHODS, Edit, EditProblem, QuickFixEdit, compute_edit, load_edit, prepare_edit
 from .models import ModelLoadError, UnsupportedModelError, load_pipeline
@@ -30,6 +31,7 @@ __all__ = [
     "Edit",
     "EditFileError",
     "EditProblem",
+    "EditRequest",
     "GenerationResult",
     "ModelLoadError",
     "PromptError",

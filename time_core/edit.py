@@ -6,15 +6,23 @@ method that edits the UNet's cross-attention (TIME: `M c` instead of `c`) and on
 the prompts, and the negative / unconditional prompt, through a replaced layer) fit the same batched call. No edit
 ever writes the pipeline's weights; `BaseEdit.edited_weights` materialises the classic weight edit on request.
 
-An edit file is a safetensors file: the method's tensors plus string metadata (`format`, `format_version`, `method`
-and the method's provenance). Files written before the method was recorded are TIME edits.
+What was asked for, the same for every method, is one record, `EditRequest` (the prompts, the augmentations, the
+preservation prompts and their weight, the model, and whether preservation and λ were chosen automatically); each
+method's problem and edit carry it as `request`, and its fields read through (`edit.sources`, `problem.preserve`).
+
+An edit file is a safetensors file: the method's tensors plus string metadata (`format`, `format_version`, `method`,
+`lam`, the request, and the method's own provenance), written by `BaseEdit.metadata` and read by `BaseEdit.read_common`
+(here only). Files written before the method was recorded are TIME edits; fields recorded later read as their
+defaults.
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,10 +31,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .files import write_atomic
-from .models import TextConditioning
+from .models import TextConditioning, text_width
+from .prompts import check_preserve_weight
+from .solver import check_lam
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "LEGACY_METHOD", "BaseEdit", "EditFileError", "read_auto_preserve", "read_edit_file",
+    "FORMAT", "FORMAT_VERSION", "LEGACY_METHOD", "REQUEST_FIELDS", "BaseEdit", "EditFileError", "EditRequest",
+    "RequestFields", "metadata_errors", "read_edit_file", "read_flag",
 ]
 
 FORMAT = "time-edit"
@@ -77,16 +88,104 @@ def read_flag(meta: dict[str, str], key: str) -> bool:
     return value
 
 
-def read_auto_preserve(meta: dict[str, str]) -> bool:
-    """An edit file's `auto_preserve` flag (`False` in files written before it was recorded)."""
-    return read_flag(meta, "auto_preserve")
+@contextmanager
+def metadata_errors(name: str) -> Iterator[None]:
+    """Turns a missing or malformed metadata field (`KeyError`, `ValueError`, `TypeError`) into an `EditFileError`
+    naming the file `name`."""
+    try:
+        yield
+    except (KeyError, ValueError, TypeError) as error:
+        raise EditFileError(f"{name} has invalid edit metadata ({type(error).__name__}: {error})") from error
 
 
-class BaseEdit(ABC):
+@dataclass(frozen=True)
+class EditRequest:
+    """What an edit was asked for, whatever the method: shared by every method's problem and edit (`request`).
+
+    Attributes:
+        sources (`tuple[str, ...]`): source prompts (several for a multi-edit).
+        destinations (`tuple[str, ...]`): destination prompts, one per source.
+        augment (`bool`): whether the prompt augmentations were used.
+        preserve (`tuple[str, ...]`): prompts asked to stay as they are (derived ones for `preserve="auto"`).
+        preserve_weight (`float`): the weight of each preservation pair.
+        model (`str`): the model the edit was computed on (informative).
+        auto_preserve (`bool`): whether `preserve` was derived by the method (`preserve="auto"`); such an edit is
+            reproduced by asking for `"auto"` again, not by listing its prompts.
+        lam_auto (`bool`): whether λ was chosen for this edit (`lam="auto"`, the knob-free edit).
+        context (`str`): what automatic preservation built from its corpus; empty otherwise.
+    """
+
+    sources: tuple[str, ...]
+    destinations: tuple[str, ...]
+    augment: bool = True
+    preserve: tuple[str, ...] = ()
+    preserve_weight: float = 1.0
+    model: str = ""
+    auto_preserve: bool = False
+    lam_auto: bool = False
+    context: str = ""
+
+    def metadata(self) -> dict[str, str]:
+        """The request as edit-file metadata (`str → str`)."""
+        return {
+            "sources": json.dumps(list(self.sources)),
+            "destinations": json.dumps(list(self.destinations)),
+            "augment": json.dumps(self.augment),
+            "preserve": json.dumps(list(self.preserve)),
+            "preserve_weight": repr(float(self.preserve_weight)),
+            "model": self.model,
+            "auto_preserve": json.dumps(self.auto_preserve),
+            "lam_auto": json.dumps(self.lam_auto),
+            "context": self.context,
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str]) -> EditRequest:
+        """The request of an edit file's metadata; flags and fields recorded later read as their defaults.
+
+        Raises:
+            `KeyError`, `ValueError`, `TypeError`: a field is missing or malformed.
+        """
+        request = cls(
+            sources=tuple(json.loads(meta["sources"])),
+            destinations=tuple(json.loads(meta["destinations"])),
+            augment=bool(json.loads(meta["augment"])),
+            preserve=tuple(json.loads(meta["preserve"])),
+            preserve_weight=check_preserve_weight(float(meta["preserve_weight"])),
+            model=meta.get("model", ""),
+            auto_preserve=read_flag(meta, "auto_preserve"),
+            lam_auto=read_flag(meta, "lam_auto"),
+            context=meta.get("context", ""),
+        )
+        if len(request.sources) != len(request.destinations) or not request.sources:
+            raise ValueError("sources and destinations must be non-empty lists of equal length")
+        return request
+
+
+REQUEST_FIELDS: tuple[str, ...] = tuple(field.name for field in fields(EditRequest))
+
+
+class RequestFields:
+    """Read access to the fields of `self.request` (`EditRequest`) as attributes: `edit.sources`, `problem.preserve`."""
+
+    request: EditRequest
+
+    sources = property(lambda self: self.request.sources, doc="source prompts (several for a multi-edit)")
+    destinations = property(lambda self: self.request.destinations, doc="destination prompts, one per source")
+    augment = property(lambda self: self.request.augment, doc="whether the prompt augmentations were used")
+    preserve = property(lambda self: self.request.preserve, doc="prompts asked to stay as they are")
+    preserve_weight = property(lambda self: self.request.preserve_weight, doc="the weight of each preservation pair")
+    model = property(lambda self: self.request.model, doc="the model the edit was computed on (informative)")
+    auto_preserve = property(lambda self: self.request.auto_preserve, doc="whether `preserve` was derived")
+    lam_auto = property(lambda self: self.request.lam_auto, doc="whether λ was chosen for this edit")
+    context = property(lambda self: self.request.context, doc="what automatic preservation built from its corpus")
+
+
+class BaseEdit(RequestFields, ABC):
     """An edit of a text-to-image pipeline that never writes its weights (subclassed by each editing method).
 
-    Subclasses are frozen dataclasses with at least the provenance fields declared here, and set the class attributes
-    below.
+    Subclasses are frozen dataclasses with at least the fields `request` (`EditRequest`, whose fields read through as
+    attributes) and `lam`, and set the class attributes below.
 
     Attributes:
         method (`str`): the registry name of the method (`"time"`), recorded in edit files.
@@ -96,17 +195,14 @@ class BaseEdit(ABC):
 
     method: ClassVar[str]
     component: ClassVar[str]
-    sources: tuple[str, ...]  # source prompts (several for a multi-edit)
-    destinations: tuple[str, ...]  # destination prompts, one per source
-    lam: float  # λ of the method's closed form
-    augment: bool  # whether the prompt augmentations were used
-    preserve: tuple[str, ...]  # prompts asked to stay as they are
-    preserve_weight: float  # the weight of each preservation pair
-    model: str  # the model the edit was computed on (informative)
-    # whether `preserve` was derived by the method (`preserve="auto"`) rather than listed; False for methods without it
-    auto_preserve: bool = False
-    lam_auto: bool = False  # whether λ was chosen for this edit (`lam="auto"`); False for methods without it
-    context: str = ""  # what automatic preservation built from its corpus; empty for methods without it
+    request: EditRequest
+    lam: float  # λ of the method's closed form (the fine-tuning baseline: its weight decay η)
+
+    def check_text_width(self, pipe, width: int) -> None:
+        """Raises `EditFileError` when the pipeline's text width is not `width`, the one the edit was computed for."""
+        if text_width(pipe) != width:
+            raise EditFileError(f"this edit was computed for text width {width} (model {self.model or 'unknown'}); "
+                                f"the loaded model has text width {text_width(pipe)}")
 
     @abstractmethod
     def check_compatible(self, pipe) -> None:
@@ -140,7 +236,7 @@ class BaseEdit(ABC):
 
     @abstractmethod
     def provenance(self) -> dict[str, str]:
-        """The method's metadata stored beside the tensors (a `str → str` map)."""
+        """The method's own metadata stored beside the tensors and the request (a `str → str` map)."""
 
     @classmethod
     @abstractmethod
@@ -149,7 +245,18 @@ class BaseEdit(ABC):
 
     def metadata(self) -> dict[str, str]:
         """Everything stored beside the tensors in an edit file."""
-        return {"format": FORMAT, "format_version": str(FORMAT_VERSION), "method": self.method, **self.provenance()}
+        return {"format": FORMAT, "format_version": str(FORMAT_VERSION), "method": self.method,
+                "lam": repr(float(self.lam)), **self.request.metadata(), **self.provenance()}
+
+    @staticmethod
+    def read_common(meta: dict[str, str], name: str) -> tuple[EditRequest, float]:
+        """The request and λ of an edit file's metadata, for `from_file`.
+
+        Raises:
+            `EditFileError`: naming the file `name`, when they are missing or malformed.
+        """
+        with metadata_errors(name):
+            return EditRequest.from_metadata(meta), check_lam(float(meta["lam"]))
 
     def save(self, path: str | Path) -> Path:
         """Writes the edit as a safetensors file (its tensors + metadata; never pickle), atomically and with the

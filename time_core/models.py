@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "TOY",
     "TOY_PIPELINE_DIR",
     "TOY_WEIGHTS_DIR",
     "ModelLoadError",
@@ -46,6 +47,7 @@ __all__ = [
 # The embedded Shapes-world weights: the diffusers pipeline and the toy CLIP (`time_core.evaluation.scoring`).
 TOY_WEIGHTS_DIR = Path(__file__).resolve().parent / "shapes" / "weights"
 TOY_PIPELINE_DIR = TOY_WEIGHTS_DIR / "pipeline"
+TOY = "toy"  # the name that loads the embedded Shapes-world model (and its CLIP, and its colour classifier)
 
 
 class UnsupportedModelError(ValueError):
@@ -234,7 +236,7 @@ def load_pipeline(
     from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     check_model(model)
-    if model == "toy":
+    if model == TOY:
         if not (TOY_PIPELINE_DIR / "model_index.json").is_file():
             raise ModelLoadError(
                 f"the embedded Shapes-world model is missing from {TOY_PIPELINE_DIR}; "

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import time_core.demo as demo
-from time_core import Edit, QuickFixEdit, load_edit
+from time_core import Edit, EditRequest, QuickFixEdit, load_edit
 
 
 def client(url):
@@ -136,7 +136,7 @@ def test_app_bad_input_is_named_and_the_session_keeps_its_state(app_url, tmp_pat
     oversize.write_bytes(b"\0" * int(0.8 * 1e6))
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"{not safetensors")
-    wide = Edit(M=torch.eye(32, dtype=torch.float64), sources=("a",), destinations=("a b",), lam=0.1)
+    wide = Edit(M=torch.eye(32, dtype=torch.float64), request=EditRequest(("a",), ("a b",)), lam=0.1)
     wide_path = wide.save(tmp_path / "wide.safetensors")
     for path, message in [(oversize, "edit files may be at most 0.5 MB"),
                           (corrupt, "not a readable safetensors file"),

@@ -76,7 +76,8 @@ def test_edit_and_sweep_runs_with_diff_quickfix(tiny_runtime):
     kept, n = ", ".join(f'"{p}"' for p in auto.preserve[:3]), len(auto.preserve)  # derived words are alphabetic
     assert n > 3 and f"keeping {n} derived prompts ({kept} +{n - 3}; weight {auto.preserve_weight:.3g})" in status
     assert "keeping" not in demo.edit_status(time_update)
-    odd = dataclasses.replace(auto, preserve=("a *bold* rose",), preserve_weight=2.0, auto_preserve=False)
+    odd = dataclasses.replace(auto, request=dataclasses.replace(auto.request, preserve=("a *bold* rose",),
+                                                            preserve_weight=2.0, auto_preserve=False))
     odd = dataclasses.replace(time_update, edit=odd)
     assert 'keeping 1 prompt ("a \\*bold\\* rose"; weight 2)' in demo.edit_status(odd)  # Markdown escaped
     sweep = list(demo.run_sweep(runtime, session, PROMPTS, (1e-3, 1.0, 1e3), settings))

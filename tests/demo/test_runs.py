@@ -10,7 +10,7 @@ from helpers import pipeline_hash
 
 import time_core.demo as demo
 import time_core.demo.images as images_module
-from time_core import Edit, EditFileError, PromptError, compute_edit
+from time_core import Edit, EditFileError, EditRequest, PromptError, compute_edit
 from time_core.presets import PromptPair
 
 
@@ -115,7 +115,7 @@ def test_edit_files_round_trip_and_bad_files(tiny_runtime, tmp_path):
     corrupt.write_bytes(b"not a safetensors file at all")
     with pytest.raises(EditFileError, match="not a readable safetensors file"):
         demo.load_edit_file(corrupt, pipe, max_bytes=10**6)
-    wide = Edit(M=torch.eye(1024, dtype=torch.float64), sources=("a",), destinations=("a b",), lam=0.1)
+    wide = Edit(M=torch.eye(1024, dtype=torch.float64), request=EditRequest(("a",), ("a b",)), lam=0.1)
     with pytest.raises(EditFileError, match="text width 1024"):
         demo.load_edit_file(wide.save(tmp_path / "wide.safetensors"), pipe, max_bytes=10**8)
 

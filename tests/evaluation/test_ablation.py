@@ -4,7 +4,7 @@ per cell, the best one marked, and the same numbers for one process or two."""
 import json
 
 import pytest
-from helpers import BrightnessScorer
+from helpers import MeanPixelScorer
 
 from time_core.evaluation.ablation import VARIANTS, ablation_table, merge_ablation, run_ablation
 from time_core.evaluation.benchmark import EvalConfig
@@ -21,7 +21,7 @@ def _config(**kwargs):
 
 def test_grid_folders_rows_and_table(sd1, tmp_path):
     config = _config()
-    run_ablation(config, tmp_path, LocalState(), pipe=sd1, classifier=ClipClassifier(BrightnessScorer()),
+    run_ablation(config, tmp_path, LocalState(), pipe=sd1, classifier=ClipClassifier(MeanPixelScorer(name="brightness")),
                  progress=False)
     assert sorted(p.name for p in (tmp_path / "variants").iterdir()) == sorted(VARIANTS)
     first = json.loads((tmp_path / "variants" / "kv_aug" / "units" / "e0000_s0-1_base.json").read_text())
@@ -43,12 +43,12 @@ def test_grid_folders_rows_and_table(sd1, tmp_path):
     assert table.count("**") == 2 and "| V only | no | 10 |" in table and "| unedited model |" in table
     assert (tmp_path / "variants" / "v_noaug" / "results.json").exists()
     with pytest.raises(ValueError, match="different configuration"):
-        run_ablation(_config(steps=3), tmp_path, LocalState(), pipe=sd1, classifier=ClipClassifier(BrightnessScorer()))
+        run_ablation(_config(steps=3), tmp_path, LocalState(), pipe=sd1, classifier=ClipClassifier(MeanPixelScorer(name="brightness")))
 
 
 def test_two_processes_give_the_numbers_of_one(sd1, tmp_path):
     config = _config(lams=(1.0,), seeds=(0, 1, 2, 3), seeds_per_unit=2)  # two units: one per process
-    classifier = ClipClassifier(BrightnessScorer())
+    classifier = ClipClassifier(MeanPixelScorer(name="brightness"))
     run_ablation(config, tmp_path / "one", LocalState(), pipe=sd1, classifier=classifier, progress=False)
     for rank in range(2):  # what two accelerate processes do, the main one first
         state = LocalState(is_main_process=rank == 0, process_index=rank, num_processes=2)

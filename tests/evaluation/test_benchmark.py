@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import MeanPixelClassifier
+from helpers import MeanPixelScorer
 
 from time_core.evaluation.benchmark import EvalConfig, check_eval_dir, evaluate, merge_results, throughput
 from time_core.evaluation.report import markdown_table, write_plots
@@ -20,7 +20,7 @@ def _config(**kwargs):
 def test_interrupted_run_resumes_to_the_same_result(sd1, tmp_path):
     config = _config()
     check_eval_dir(tmp_path / "full", config)
-    full_counter = MeanPixelClassifier()
+    full_counter = MeanPixelScorer()
     evaluate(config, tmp_path / "full", pipe=sd1, classifier=full_counter, progress=False)
     full = merge_results(config, tmp_path / "full")
     # 2 entries × 2 seed blocks = 4 units; each classifies baseline, oracle and 2 λ: 4 calls
@@ -28,29 +28,43 @@ def test_interrupted_run_resumes_to_the_same_result(sd1, tmp_path):
 
     check_eval_dir(tmp_path / "resumed", config)
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C in the middle of the third unit
-        evaluate(config, tmp_path / "resumed", pipe=sd1, classifier=MeanPixelClassifier(fail_after=5), progress=False)
+        evaluate(config, tmp_path / "resumed", pipe=sd1, classifier=MeanPixelScorer(fail_after=5), progress=False)
     done = sorted(p.name for p in (tmp_path / "resumed" / "units").iterdir())
     assert 0 < len(done) < len(list((tmp_path / "full" / "units").iterdir()))
     assert not any(".tmp" in name for name in done)
     with pytest.raises(FileNotFoundError, match="not done"):
         merge_results(config, tmp_path / "resumed")
-    counter = MeanPixelClassifier()
+    counter = MeanPixelScorer()
     evaluate(config, tmp_path / "resumed", pipe=sd1, classifier=counter, progress=False)
     assert counter.calls == 16 - 4  # the first unit was finished and is not redone
     assert merge_results(config, tmp_path / "resumed") == full
     # a finished run does no work at all
-    idle = MeanPixelClassifier()
+    idle = MeanPixelScorer()
     evaluate(config, tmp_path / "resumed", pipe=sd1, classifier=idle, progress=False)
     assert idle.calls == 0
+
+
+def test_unit_files_of_old_folders_still_read(sd1, tmp_path):
+    """Unit files written before the edited model's key was `"edited"` hold it under `"time"`."""
+    config = _config(lams=(0.1,))
+    check_eval_dir(tmp_path, config)
+    evaluate(config, tmp_path, pipe=sd1, classifier=MeanPixelScorer(), progress=False)
+    new = merge_results(config, tmp_path)
+    edited = [path for path in (tmp_path / "units").iterdir() if "_lam" in path.name]
+    assert edited and all(set(json.loads(path.read_text())) >= {"edited", "lam_used"} for path in edited)
+    for path in edited:
+        unit = json.loads(path.read_text())
+        path.write_text(json.dumps({("time" if key == "edited" else key): value for key, value in unit.items()}))
+    assert merge_results(config, tmp_path) == new
 
 
 def test_units_are_independent_of_sharding(sd1, tmp_path):
     config = _config(lams=(0.1,))
     check_eval_dir(tmp_path / "one", config)
-    evaluate(config, tmp_path / "one", pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
+    evaluate(config, tmp_path / "one", pipe=sd1, classifier=MeanPixelScorer(), progress=False)
     check_eval_dir(tmp_path / "two", config)
     for rank in range(2):  # what two accelerate processes do, one after the other
-        evaluate(config, tmp_path / "two", pipe=sd1, classifier=MeanPixelClassifier(), process_index=rank,
+        evaluate(config, tmp_path / "two", pipe=sd1, classifier=MeanPixelScorer(), process_index=rank,
                  num_processes=2, progress=False)
     assert merge_results(config, tmp_path / "two") == merge_results(config, tmp_path / "one")
 
@@ -58,7 +72,7 @@ def test_units_are_independent_of_sharding(sd1, tmp_path):
 def test_report_contents(sd1, tmp_path):
     config = _config(seeds=(0, 1), lams=(0.01, 1.0))
     check_eval_dir(tmp_path, config)
-    evaluate(config, tmp_path, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
+    evaluate(config, tmp_path, pipe=sd1, classifier=MeanPixelScorer(), progress=False)
     report = merge_results(config, tmp_path)
     assert set(report["overall"]) == {"baseline", "oracle", "time@0.01", "time@1.0"}
     assert report["entries_kept"] == report["entries_total"] == 2
@@ -95,14 +109,14 @@ def test_bad_input(sd1, tmp_path):
     with pytest.raises(ValueError, match="different configuration"):
         check_eval_dir(tmp_path, _config(steps=3))
     with pytest.raises(ValueError, match="lam must be"):
-        evaluate(_config(lams=(0.0,)), tmp_path, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
+        evaluate(_config(lams=(0.0,)), tmp_path, pipe=sd1, classifier=MeanPixelScorer(), progress=False)
     with pytest.raises(ValueError, match="needs an edit preset"):
-        evaluate(_config(preset="shapes_debias"), tmp_path, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
+        evaluate(_config(preset="shapes_debias"), tmp_path, pipe=sd1, classifier=MeanPixelScorer(), progress=False)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"name": "bad", "description": "", "model": "toy", "kind": "edit", "entries": [],
                                "surprise": 1}))
     with pytest.raises(ValueError, match="surprise"):
-        evaluate(_config(preset=str(bad)), tmp_path, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
+        evaluate(_config(preset=str(bad)), tmp_path, pipe=sd1, classifier=MeanPixelScorer(), progress=False)
     from time_core.evaluation.classifiers import load_classifier
 
     with pytest.raises(ValueError, match="unknown classifier 'nope'"):
@@ -118,9 +132,9 @@ def test_automatic_preservation_is_its_own_configuration(sd1, tmp_path):
         check_eval_dir(tmp_path / "plain", auto)
     for config, folder in ((plain, "plain"), (auto, "auto")):
         check_eval_dir(tmp_path / folder, config)
-        evaluate(config, tmp_path / folder, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
+        evaluate(config, tmp_path / folder, pipe=sd1, classifier=MeanPixelScorer(), progress=False)
     unit = "units/e0000_s0-0_lam0.1.json"
-    edited = [json.loads((tmp_path / folder / unit).read_text())["time"] for folder in ("plain", "auto")]
+    edited = [json.loads((tmp_path / folder / unit).read_text())["edited"] for folder in ("plain", "auto")]
     assert edited[0] != edited[1]  # the preservation pairs change the edit, hence the edited images
     base = [json.loads((tmp_path / folder / "units/e0000_s0-0_base.json").read_text())["baseline"]
             for folder in ("plain", "auto")]
@@ -141,10 +155,10 @@ def test_scheduler_option_swaps_the_sampler_without_touching_the_given_pipeline(
         with_scheduler(sd1, "fast")
     config = _config(seeds=(0,), lams=(0.1,), limit=1, scheduler="dpm")
     check_eval_dir(tmp_path, config)
-    evaluate(config, tmp_path, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
+    evaluate(config, tmp_path, pipe=sd1, classifier=MeanPixelScorer(), progress=False)
     assert sd1.scheduler is original_scheduler
     # a different sampler gives different images, so its results cannot be mixed with the default's
     with pytest.raises(ValueError, match=r"differs in \['scheduler'\]"):
         check_eval_dir(tmp_path, _config(seeds=(0,), lams=(0.1,), limit=1))
     with pytest.raises(ValueError, match="unknown scheduler 'fast'"):
-        evaluate(_config(scheduler="fast"), tmp_path / "x", pipe=sd1, classifier=MeanPixelClassifier())
+        evaluate(_config(scheduler="fast"), tmp_path / "x", pipe=sd1, classifier=MeanPixelScorer())

@@ -7,26 +7,15 @@ from argparse import Namespace
 import numpy as np
 import pytest
 import torch
-from helpers import BrightnessScorer, pipeline_hash
+from helpers import MeanPixelScorer, pipeline_hash
 
 from time_core import compute_edit, generate
 from time_core.evaluation.bulk import BulkProblem, bulk_entries, conflicting_negatives
-from time_core.evaluation.classifiers import ClipClassifier
 from time_core.evaluation.experiments import ExperimentConfig, LocalState, run
 from time_core.methods import get_method
 from time_core.presets import EditEntry, load_preset
 
 ARGS = Namespace(ablation=False, quality=0, oracle_filter=None)
-
-
-class CountingClassifier(ClipClassifier):
-    def __init__(self):
-        super().__init__(BrightnessScorer())
-        self.calls = 0
-
-    def prob_destination(self, images, prompts, destinations):
-        self.calls += 1
-        return super().prob_destination(images, prompts, destinations)
 
 
 def _write(report, out, start):
@@ -54,7 +43,7 @@ def test_repeated_sources_are_removed_keeping_the_first():
 
 def test_bulk_equals_a_hand_built_multi_edit(sd1, tmp_path):
     before = pipeline_hash(sd1)
-    classifier = CountingClassifier()
+    classifier = MeanPixelScorer(name="brightness")
     report = run(ARGS, _config(), tmp_path, LocalState(), _write, pipe=sd1, classifier=classifier)
     bulk = report["bulk"]
     assert bulk["entries"] == 2 and bulk["removed"] == ["a circle -> a blue circle", "a circle -> a yellow circle"]
@@ -62,7 +51,7 @@ def test_bulk_equals_a_hand_built_multi_edit(sd1, tmp_path):
     # ("a oval" must not become "a green oval", ...) are what the other entry asks for, and are left out here
     conflicts = conflicting_negatives([load_preset("shapes").entries[i] for i in (0, 3)])
     assert bulk["conflicting_negatives"] == len(conflicts) == 6 and {k for _, k in conflicts} == {0, 1, 2}
-    units = [json.loads((tmp_path / "units" / f"e{e:04d}_s0-1_lam1000.0.json").read_text())["time"] for e in (0, 1)]
+    units = [json.loads((tmp_path / "units" / f"e{e:04d}_s0-1_lam1000.0.json").read_text())["edited"] for e in (0, 1)]
     kept = np.array([row for e, rows in enumerate(units) for k, row in enumerate(rows[11:]) if (e, k) not in conflicts])
     expected = (kept <= 0.5).mean(axis=0)  # (seeds,): the share of kept negatives per seed
     assert bulk["specificity_without_conflicts"]["time@1000.0"]["mean"] == pytest.approx(expected.mean())
@@ -84,10 +73,10 @@ def test_bulk_equals_a_hand_built_multi_edit(sd1, tmp_path):
         expected = [[float(classifier.prob_destination([image], p, d)[0]) for image in row]
                     for row, p, d in zip(images, prompts, targets)]
         unit = json.loads((tmp_path / "units" / f"e{index:04d}_s0-1_lam1000.0.json").read_text())
-        assert np.allclose(unit["time"], expected, atol=1e-6)
+        assert np.allclose(unit["edited"], expected, atol=1e-6)
     assert pipeline_hash(sd1) == before
 
-    idle = CountingClassifier()  # a finished run does no work again
+    idle = MeanPixelScorer(name="brightness")  # a finished run does no work again
     again = run(ARGS, _config(), tmp_path, LocalState(), _write, pipe=sd1, classifier=idle)
     assert idle.calls == 0 and again["overall"] == report["overall"]
     with pytest.raises(ValueError, match=r"differs in \['limit'\]"):  # another --limit is another edit

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import BrightnessScorer
+from helpers import MeanPixelScorer
 
 from time_core.evaluation.classifiers import ClipClassifier, ColourClassifier
 from time_core.evaluation.metrics import f_share
@@ -15,7 +15,7 @@ def test_f_share_and_classifiers():
         f_share([], lambda images: [], "orange")
     bright = np.full((8, 8, 3), 250, np.uint8)
     dark = np.zeros((8, 8, 3), np.uint8)
-    clip = ClipClassifier(BrightnessScorer())
+    clip = ClipClassifier(MeanPixelScorer())
     labels = clip.labels([bright, dark, dark], ("a female x", "a male x"), ("female", "male"))
     assert labels == ["female", "male", "male"]
 
@@ -38,7 +38,7 @@ def test_one_classifier_gives_both_probabilities_and_labels():
     with pytest.raises(ValueError, match="got 2 images but 3 destinations"):
         colour.prob_destination([green, red], "a circle", ["a green circle"] * 3)
 
-    clip = ClipClassifier(BrightnessScorer())
+    clip = ClipClassifier(MeanPixelScorer())
     bright, dark = np.full((8, 8, 3), 250, np.uint8), np.zeros((8, 8, 3), np.uint8)
     p = clip.prob_destination([bright, dark], "a x", "a y x")
     assert p.dtype == np.float64 and p.shape == (2,) and p[0] > 0.9 > 0.1 > p[1]

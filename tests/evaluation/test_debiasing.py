@@ -7,28 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import pipeline_hash
+from helpers import MeanPixelScorer, pipeline_hash
 from time_core.evaluation.classifiers import ClipClassifier
 from time_core.evaluation.cli import debias_main as main
 from time_core.evaluation.debiasing import DebiasConfig, merge_debias, run_debias_benchmark
 from time_core.evaluation.metrics import delta
 from time_core.evaluation.report import debias_table
-
-
-class MeanPixelScorer:
-    """A deterministic stand-in for CLIP: P(first class) rises with the image's mean pixel value."""
-
-    name = "mean-pixel"
-
-    def __init__(self, threshold: float):
-        self.threshold = threshold
-        self.calls = 0
-
-    def classify(self, images, class_texts):
-        self.calls += 1
-        means = torch.tensor([float(np.asarray(img, dtype=np.float64).mean()) for img in images])
-        first = (means > self.threshold).double()  # (N,)
-        return torch.stack([first, 1.0 - first], dim=-1)  # (N, 2)
 
 
 def _preset(tmp_path, entries: int = 2):
@@ -135,16 +119,16 @@ def test_converged_search_stops_and_reports_its_lambda(sd1, tmp_path):
 def test_bad_input_is_a_clear_error(sd1, tmp_path):
     with pytest.raises(ValueError, match="needs a debias preset"):
         run_debias_benchmark(_config("shapes"), tmp_path / "a", pipe=sd1,
-                             classifier=ClipClassifier(MeanPixelScorer(0.0)))
+                             classifier=ClipClassifier(MeanPixelScorer(threshold=0.0)))
     with pytest.raises(ValueError, match="target must lie strictly between 0 and 1"):
         run_debias_benchmark(_config(_preset(tmp_path), target=1.0), tmp_path / "b", pipe=sd1,
-                             classifier=ClipClassifier(MeanPixelScorer(0.0)))
+                             classifier=ClipClassifier(MeanPixelScorer(threshold=0.0)))
     preset = _preset(tmp_path, entries=1)
     run_debias_benchmark(_config(preset, max_iterations=1), tmp_path / "c", pipe=sd1,
-                         classifier=ClipClassifier(MeanPixelScorer(1e9)), progress=False)
+                         classifier=ClipClassifier(MeanPixelScorer(threshold=1e9)), progress=False)
     with pytest.raises(ValueError, match=r"different configuration \(differs in \['max_iterations'\]\)"):
         run_debias_benchmark(_config(preset, max_iterations=2), tmp_path / "c", pipe=sd1,
-                             classifier=ClipClassifier(MeanPixelScorer(0.0)))
+                             classifier=ClipClassifier(MeanPixelScorer(threshold=0.0)))
     with pytest.raises(SystemExit, match="needs a debias preset"):
         main(["--preset", "shapes", "--out", str(tmp_path / "d")])
     with pytest.raises(SystemExit, match="--seeds must be >= 1"):

@@ -6,26 +6,15 @@ import json
 
 import numpy as np
 import pytest
+from helpers import MeanPixelScorer
 
 import time_core.evaluation.benchmark as benchmark
 from time_core.evaluation.benchmark import EvalConfig, check_eval_dir, evaluate, merge_results
 from time_core.evaluation.cli import debias_main, evaluate_main
 from time_core.evaluation.report import debias_table, markdown_table, write_plots
-from time_core.models import TOY_PIPELINE_DIR
 
 DQF = "diff-quickfix"
 METHODS = {"time": (0.1,), DQF: (0.01, 1.0)}
-
-
-class MeanPixelClassifier:
-    """P(destination) = mean pixel value; counts its calls."""
-
-    name = "mean-pixel"
-    calls = 0
-
-    def prob_destination(self, images, prompts, destinations):
-        self.calls += 1
-        return np.array([np.asarray(img, dtype=np.float64).mean() / 255.0 for img in images])
 
 
 def _config(**kwargs):
@@ -45,7 +34,7 @@ def test_two_methods_share_one_folder(sd1, tmp_path, monkeypatch):
     monkeypatch.setattr(benchmark, "prepare_edit", counting_prepare)
     config = _config()
     check_eval_dir(tmp_path / "both", config)
-    classifier = MeanPixelClassifier()
+    classifier = MeanPixelScorer()
     evaluate(config, tmp_path / "both", pipe=sd1, classifier=classifier, progress=False, methods=METHODS)
     # 2 entries, one unit each: baseline + oracle (2 calls) once, then 3 edited columns
     assert classifier.calls == 2 * (2 + 3)
@@ -64,7 +53,7 @@ def test_two_methods_share_one_folder(sd1, tmp_path, monkeypatch):
     for method, lams in METHODS.items():
         alone = _config(method=method, lams=lams)
         check_eval_dir(tmp_path / method, alone)
-        evaluate(alone, tmp_path / method, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
+        evaluate(alone, tmp_path / method, pipe=sd1, classifier=MeanPixelScorer(), progress=False)
         single = merge_results(alone, tmp_path / method)
         for column in single["overall"]:
             assert single["overall"][column] == report["overall"][column], column
@@ -77,10 +66,10 @@ def test_two_methods_share_one_folder(sd1, tmp_path, monkeypatch):
 def test_a_method_can_be_added_to_a_folder_later(sd1, tmp_path):
     out = tmp_path / "run"
     check_eval_dir(out, _config())
-    evaluate(_config(), out, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)  # TIME alone, as before
+    evaluate(_config(), out, pipe=sd1, classifier=MeanPixelScorer(), progress=False)  # TIME alone, as before
     assert "method" not in json.loads((out / "config.json").read_text())  # the method is not part of the identity
     check_eval_dir(out, _config(method=DQF))  # same folder, another method: accepted
-    classifier = MeanPixelClassifier()
+    classifier = MeanPixelScorer()
     evaluate(_config(), out, pipe=sd1, classifier=classifier, progress=False, methods=METHODS)
     assert classifier.calls == 2 * 2  # only Diff-QuickFix's two λ, for each of the two units: the baselines are kept
     report = merge_results(_config(), out, methods=METHODS)
@@ -108,7 +97,6 @@ def test_the_command_refuses_options_a_method_lacks(tmp_path, extra, message):
     assert not (tmp_path / "config.json").exists()
 
 
-@pytest.mark.skipif(not (TOY_PIPELINE_DIR / "model_index.json").is_file(), reason="the embedded toy model is missing")
 def test_the_command_takes_several_methods_each_at_its_default_lambda(tmp_path):
     small = ["--preset", "shapes", "--model", "toy", "--limit", "1", "--seeds", "1", "--steps", "2"]
     report = evaluate_main([*small, "--method", "time", DQF, "--out", str(tmp_path / "defaults")])
@@ -125,5 +113,5 @@ def test_debias_table_names_the_method():
     report = {"config": {"method": DQF}, "entries": [row], "overall": {"F_original": 1.0, "F_time": 0.5,
                                                                         "delta_original": 1.0, "delta_time": 0.0}}
     table = debias_table(report)
-    assert "| F_p diff-quickfix | Δ original | Δ diff-quickfix |" in table and "TIME" not in table
+    assert "| F_p Diff-QuickFix | Δ original | Δ Diff-QuickFix |" in table and "TIME" not in table
     assert "F_p TIME |" in debias_table({**report, "config": {"method": "time"}})

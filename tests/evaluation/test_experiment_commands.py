@@ -6,12 +6,8 @@ import json
 import pytest
 
 from time_core.evaluation.cli import evaluate_main
-from time_core.models import TOY_PIPELINE_DIR
 
 SMALL = ["--model", "toy", "--limit", "2", "--seeds", "2", "--steps", "4"]
-
-pytestmark = pytest.mark.skipif(not (TOY_PIPELINE_DIR / "model_index.json").is_file(),
-                                reason="the embedded toy model is missing")
 
 
 def test_ablation_command(tmp_path):

@@ -9,7 +9,7 @@ import os
 import time
 
 import pytest
-from helpers import MeanPixelClassifier
+from helpers import MeanPixelScorer
 
 import time_core.debias
 import time_core.evaluate
@@ -24,7 +24,7 @@ def test_unreadable_unit_files_are_named_set_aside_and_computed_again(sd1, tmp_p
                         steps=2, guidance=3.0, seeds_per_unit=2, limit=2)
     out = tmp_path / "run"
     check_eval_dir(out, config)
-    evaluate(config, out, pipe=sd1, classifier=MeanPixelClassifier(), progress=False)
+    evaluate(config, out, pipe=sd1, classifier=MeanPixelScorer(), progress=False)
     full = merge_results(config, out)
     units = out / "units"
     base = sorted(units.glob("*_base.json"))
@@ -34,10 +34,10 @@ def test_unreadable_unit_files_are_named_set_aside_and_computed_again(sd1, tmp_p
     edited[1].write_text("")  # emptied by a full disk
     capsys.readouterr()
 
-    counter = MeanPixelClassifier()
+    counter = MeanPixelScorer()
     evaluate(config, out, pipe=sd1, classifier=counter, progress=False)
     err = capsys.readouterr().err
-    for path, problem in ((base[0], "JSONDecodeError"), (edited[0], "no ['time']"), (edited[1], "JSONDecodeError")):
+    for path, problem in ((base[0], "JSONDecodeError"), (edited[0], "no 'edited' or 'time'"), (edited[1], "JSONDecodeError")):
         assert f"{path} cannot be read ({problem}" in err and f"set aside as {path.name}.unreadable" in err
         assert (units / f"{path.name}.unreadable").is_file() and json.loads(path.read_text())
     # the three files are the first unit's: its baseline and oracle, and its two λ values, are classified again

@@ -123,8 +123,6 @@ def test_an_edit_of_both_sdxl_text_encoders(sdxl, fmt, tmp_path):
 @pytest.mark.parametrize("fmt", ["peft", "kohya"])
 @pytest.mark.parametrize("kind", ["sd1", "sdxl"])
 def test_a_diff_quickfix_edit(kind, fmt, request, tmp_path):
-    if "diff-quickfix" not in time_core.METHODS:
-        pytest.skip("Diff-QuickFix is not registered in time_core.METHODS yet")
     pipe = request.getfixturevalue(kind)
     edit = time_core.compute_edit(pipe, "a pack of roses", "a pack of blue roses", method="diff-quickfix")
     report, _ = check_lora_images(pipe, edit, tmp_path / "quickfix.safetensors", fmt)

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 import torch
+from helpers import tiny_text_encoder
 
 from time_core.methods.diff_quickfix import (
     OUT_PROJ_PATH,
@@ -35,19 +36,8 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def encoder():
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     torch.manual_seed(0)
-    config = CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=LENGTH,
-        hidden_act="gelu",
-    )
-    return CLIPTextModel(config).eval()
+    return tiny_text_encoder(32, heads=4, positions=LENGTH).eval()
 
 
 def random_problem(n: int, d_in: int, d_out: int, seed: int = 0):

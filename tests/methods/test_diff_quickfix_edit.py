@@ -1,6 +1,6 @@
-"""Diff-QuickFix as a registered method on tiny SD 1.x, SD 2.x and SDXL pipelines: the literal formula, images equal
-to those of a weight-replaced pipeline, weights never written, λ sweeps, multi-edits, edit files, bad input,
-concurrent sessions of different methods."""
+"""Diff-QuickFix as a registered method on tiny SD 1.x, SD 2.x and SDXL pipelines: the literal formula, the
+conditioning of the weight-replaced encoders, one factorisation per λ sweep, multi-edits, edit files for other models,
+concurrent sessions of different methods. What every method must do is `test_method_contract.py`."""
 
 from __future__ import annotations
 
@@ -105,25 +105,19 @@ def test_sdxl_edits_both_encoders(sdxl):
 
 @pytest.mark.parametrize("kind", ["sd1", "sdxl"])
 @pytest.mark.parametrize("negative_prompt", [None, "blurry"])
-def test_images_equal_the_weight_replaced_pipeline(request, kind, negative_prompt):
+def test_the_conditioning_equals_the_weight_replaced_encoders(request, kind, negative_prompt):
     """The prompts and the negative / unconditional prompt go through the edited encoder(s); SDXL's pooled embeddings
-    follow; the pipeline is never written, not even by hooks."""
+    follow; the pipeline is never written, not even by hooks (the images are the contract test's)."""
     pipe = request.getfixturevalue(kind)
     edit = compute_edit(pipe, [SOURCE, "an apple"], [DESTINATION, "a red apple"], method=DQF)
     encode_prompts(pipe, "a rose")  # transformers hooks the encoders the first time the pipeline asks for hidden states
     before, before_hooks = pipeline_hash(pipe), [hooks(getattr(pipe, c)) for c in edit.components]
     prompts = ["a pack of roses", "a car"]
-    ours = generate(pipe, prompts, [0, 1], edit=edit, negative_prompt=negative_prompt, **KWARGS)
+    generate(pipe, prompts, [0, 1], edit=edit, negative_prompt=negative_prompt, **KWARGS)
     assert pipeline_hash(pipe) == before and [hooks(getattr(pipe, c)) for c in edit.components] == before_hooks
-    replaced = replaced_pipeline(pipe, edit)
-    reference = generate(replaced, prompts, [0, 1], negative_prompt=negative_prompt, **KWARGS)
-    for p in range(2):
-        for s in range(2):
-            assert np.abs(ours.edited[p][s] - reference.original[p][s]).max() < 1e-5
-            assert np.abs(ours.original[p][s] - ours.edited[p][s]).max() > 1e-3  # the edit does something
     cond = encode_prompts(pipe, prompts, negative_prompt, with_negative=True)
     _, edited = edit.conditioning(pipe, cond, prompts, negative_prompt)
-    expected = encode_prompts(replaced, prompts, negative_prompt, with_negative=True)
+    expected = encode_prompts(replaced_pipeline(pipe, edit), prompts, negative_prompt, with_negative=True)
     for field in ("embeds", "negative", "pooled", "negative_pooled"):
         if getattr(expected, field) is not None:
             assert torch.allclose(getattr(edited, field), getattr(expected, field), atol=1e-6), field
@@ -131,7 +125,8 @@ def test_images_equal_the_weight_replaced_pipeline(request, kind, negative_promp
         assert not torch.allclose(edited.pooled, cond.pooled)  # the pooled embeddings follow the edited encoder
 
 
-def test_sweep_reuses_one_factorisation(sd1):
+def test_solving_encodes_nothing(sd1):
+    """One factorisation serves every λ (the contract test compares each λ's edit with a fresh one)."""
     layer = sd1.text_encoder.encoder.layers[0]
     calls = []
     handle = layer.register_forward_pre_hook(lambda *args: calls.append(1))  # copied into the edited views too
@@ -142,12 +137,7 @@ def test_sweep_reuses_one_factorisation(sd1):
         assert encoded > 0 and len(calls) == encoded  # solving encodes nothing
     finally:
         handle.remove()
-    for edit in edits:
-        direct = compute_edit(sd1, SOURCE, DESTINATION, lam=edit.lam, method=DQF)
-        assert torch.allclose(edit.deltas[0], direct.deltas[0], atol=1e-10)
-    norms = [float(e.deltas[0].norm()) for e in edits]
-    assert norms == sorted(norms, reverse=True)  # a larger λ is a smaller edit
-    assert compute_edit(sd1, SOURCE, DESTINATION, lam=1e12, method=DQF).deltas[0].abs().max() < 1e-8
+    assert len(edits) == 4 and problem.solve(1e12).deltas[0].abs().max() < 1e-8
 
 
 def test_multi_edit_solves_all_pairs_together(sd1):
@@ -158,41 +148,6 @@ def test_multi_edit_solves_all_pairs_together(sd1):
     assert multi.sources == tuple(sources) and multi.destinations == tuple(destinations)
     single = compute_edit(sd1, sources[:1], destinations[:1], lam=0.1, method=DQF)
     assert not torch.allclose(multi.deltas[0], single.deltas[0])
-
-
-def test_weights_are_never_written_by_either_method(sd1):
-    before = pipeline_hash(sd1)
-    edits = [compute_edit(sd1, SOURCE, DESTINATION, method=DQF), compute_edit(sd1, SOURCE, DESTINATION),
-             compute_edit(sd1, SOURCE, DESTINATION, edit_keys=False)]
-    for edit in edits:
-        edit.edited_weights(getattr(sd1, edit.component))
-        generate(sd1, ["a rose"], [0], edit=edit, negative_prompt="blurry", **KWARGS)
-    assert pipeline_hash(sd1) == before
-
-
-def test_edit_file_round_trip(sdxl, tmp_path):
-    edit = compute_edit(sdxl, ["a pack of roses", "an apple"], ["a pack of blue roses", "a red apple"], lam=0.25,
-                        preserve=["a car"], preserve_weight=2.0, method=DQF)
-    path = edit.save(tmp_path / "dqf.safetensors")
-    assert edit.metadata()["method"] == DQF
-    for loaded in (load_edit(path), QuickFixEdit.load(path)):
-        assert isinstance(loaded, QuickFixEdit)
-        assert all(torch.equal(a, b) and a.dtype == torch.float64 for a, b in zip(loaded.deltas, edit.deltas))
-        for field in ("layers", "sources", "destinations", "lam", "augment", "preserve", "preserve_weight",
-                      "text_width", "model"):
-            assert getattr(loaded, field) == getattr(edit, field), field
-    again = generate(sdxl, ["a rose"], [0], edit=load_edit(path), **KWARGS)
-    first = generate(sdxl, ["a rose"], [0], edit=edit, **KWARGS)
-    assert np.array_equal(again.edited[0][0], first.edited[0][0])
-
-
-def test_edit_files_of_one_method_are_refused_by_the_other(sd1, tmp_path):
-    dqf = compute_edit(sd1, SOURCE, DESTINATION, method=DQF).save(tmp_path / "dqf.safetensors")
-    time_file = compute_edit(sd1, SOURCE, DESTINATION).save(tmp_path / "time.safetensors")
-    with pytest.raises(EditFileError, match="holds a 'diff-quickfix' edit, not a 'time' one"):
-        Edit.load(dqf)
-    with pytest.raises(EditFileError, match="holds a 'time' edit, not a 'diff-quickfix' one"):
-        QuickFixEdit.load(time_file)
 
 
 def test_edits_for_another_model_are_refused(sd1, sd2, sdxl, tmp_path):
@@ -236,27 +191,6 @@ def test_bad_edit_files(sd1, tmp_path):
         save_file(tensors, str(tmp_path / name), metadata=meta)
         with pytest.raises(EditFileError, match=message):
             load_edit(tmp_path / name)
-
-
-@pytest.mark.parametrize(
-    "kwargs,error,message",
-    [
-        (dict(edit_keys=False), ValueError, "edit_keys=False.*diff-quickfix edits one text-encoder layer"),
-        (dict(lam=0), ValueError, "lam must be finite and > 0"),
-        (dict(source=["a rose", "a car"]), ValueError, "2 source prompts but 1"),
-        (dict(source=""), PromptError, "source is empty"),
-        (dict(destination="a " + "very " * 80 + "rose"), PromptError, "at most 77"),
-        (dict(preserve_weight=float("nan")), ValueError, "preserve_weight"),
-        (dict(preserve=[""]), PromptError, "preserve prompt is empty"),
-        (dict(method="quickfix"), ValueError, r"unknown editing method 'quickfix'; registered methods: \[.*'diff"),
-    ],
-)
-def test_bad_input_is_a_clear_error_and_changes_nothing(sd1, kwargs, error, message):
-    arguments = dict(source=SOURCE, destination=DESTINATION, method=DQF) | kwargs
-    before = pipeline_hash(sd1)
-    with pytest.raises(error, match=message):
-        compute_edit(sd1, **arguments)
-    assert pipeline_hash(sd1) == before
 
 
 def test_a_destination_need_not_repeat_the_source(sd1):

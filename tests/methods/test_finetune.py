@@ -6,7 +6,7 @@ edit files (old single-encoder files included), and refuses a pipeline of the ot
 import numpy as np
 import pytest
 import torch
-from helpers import check_like_replaced_encoder, pipeline_hash
+from helpers import check_like_replaced, pipeline_hash
 from safetensors.torch import save_file
 
 from time_core import EditFileError, compute_edit, generate, load_edit, prepare_edit
@@ -65,7 +65,7 @@ def test_finetuning_lowers_the_data_term_and_leaves_the_shared_weights_bit_ident
 
 def test_the_edit_applies_like_a_pipeline_with_the_fine_tuned_encoder(sd1, finetuned):
     edit, before = finetuned
-    replaced = check_like_replaced_encoder(sd1, edit)
+    replaced = check_like_replaced(sd1, edit, atol=1e-4)
     # the prompts' embeddings equal the replaced pipeline's own encode_prompt, the negative prompt included
     mine = edit.conditioning(sd1, encode_prompts(sd1, ["a rose"], "blurry", True), ["a rose"], "blurry")[1]
     theirs = encode_prompts(replaced, ["a rose"], "blurry", True)
@@ -120,7 +120,7 @@ def test_sdxl_images_equal_a_pipeline_with_both_encoders_replaced(sdxl, finetune
     """The prompts, the negative prompt and the pooled embeddings go through both fine-tuned encoders; SDXL's zero
     unconditional embedding (`negative_prompt=None`) stays zero; the shared pipeline is never written nor hooked."""
     edit, before = finetuned_xl
-    replaced = check_like_replaced_encoder(sdxl, edit, negative_prompt)
+    replaced = check_like_replaced(sdxl, edit, negative_prompt, atol=1e-4)
     prompts = ["a pack of roses", "a car"]
     original = encode_prompts(sdxl, prompts, negative_prompt, with_negative=True)
     _, edited = edit.conditioning(sdxl, original, prompts, negative_prompt)
@@ -162,12 +162,6 @@ def test_an_edit_of_the_other_model_family_is_refused(sd1, sdxl, finetuned, fine
 
 def test_bad_input(sd1, sd2, tmp_path):
     before = pipeline_hash(sd1)
-    with pytest.raises(ValueError, match="values only"):
-        compute_edit(sd1, SOURCE, DESTINATION, edit_keys=False, method="finetune")
-    with pytest.raises(ValueError, match="preserve='auto'"):
-        compute_edit(sd1, SOURCE, DESTINATION, preserve="auto", method="finetune")
-    with pytest.raises(ValueError, match="lam must be"):
-        compute_edit(sd1, SOURCE, DESTINATION, lam=0.0, method="finetune")
     with pytest.raises(ValueError, match="iterations must be"):
         FinetuneMethod(iterations=0)
     with pytest.raises(ValueError, match="learning_rate must be"):

@@ -87,7 +87,7 @@ def test_oracle_follows_every_prompt_type(toy):
 
 
 def test_a_measured_leak_and_its_cure_by_a_large_lambda(toy):
-    # README (The Shapes world > Evidence): after "a circle" -> "a green circle" at the paper's λ = 0.1, the
+    # docs/shapes.md (Evidence): after "a circle" -> "a green circle" at the paper's λ = 0.1, the
     # look-alike "a oval" (orange by default) and the explicit "a blue circle" turn green (8 of 8 seeds measured);
     # at λ = 1000 both keep their colour while the source still turns green.
     seeds = [0, 1, 2, 3]

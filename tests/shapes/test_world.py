@@ -199,7 +199,8 @@ def test_reader_input_types():
 
 
 def test_reader_torch_tensors():
-    torch = pytest.importorskip("torch")
+    import torch
+
     image = render(Scene("heart", "orange", "small", "black"))
     batch = torch.from_numpy(np.stack([image, image])).permute(0, 3, 1, 2).float() / 255.0  # (2, 3, H, W)
     assert read_colours(batch) == ["orange", "orange"]

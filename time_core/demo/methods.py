@@ -1,7 +1,7 @@
 """The editing methods the demo offers, their labels, and what choosing one sets on the page.
 
-The demo offers the closed-form methods (`DEMO_METHODS`), which edit in well under a second; every other registered
-method stays available to the library and the commands. A session's edit stack holds one method at a time: the stack
+The demo offers the registered closed-form methods (`EditingMethod.closed_form`: they edit in well under a second),
+under their labels; every other registered method stays available to the library and the commands. A session's edit stack holds one method at a time: the stack
 keeps prompt pairs, and every run solves all of them with the method selected (`SessionEdits.with_method`).
 """
 
@@ -15,16 +15,13 @@ from .inputs import DemoInputError, format_lam, log_from_lam
 
 __all__ = ["DEMO_METHODS", "METHOD_LABELS", "MethodFields", "method_choices", "method_fields", "parse_method"]
 
-DEMO_METHODS: tuple[str, ...] = ("time", "diff-quickfix")
-METHOD_LABELS: dict[str, str] = {
-    "time": "TIME (UNet cross-attention)",
-    "diff-quickfix": "Diff-QuickFix (text encoder)",
-}
+DEMO_METHODS: tuple[str, ...] = tuple(name for name, method in METHODS.items() if method.closed_form)
+METHOD_LABELS: dict[str, str] = {name: f"{METHODS[name].label} ({METHODS[name].edits})" for name in DEMO_METHODS}
 
 
 def method_choices() -> list[tuple[str, str]]:
     """`(label, key)` of each method the demo offers, for a radio or dropdown."""
-    return [(METHOD_LABELS.get(key, key), key) for key in DEMO_METHODS if key in METHODS]
+    return [(METHOD_LABELS[key], key) for key in DEMO_METHODS]
 
 
 def parse_method(value: Any) -> str:
@@ -61,4 +58,4 @@ def method_fields(method: Any) -> MethodFields:
     """The `MethodFields` of a method (raises `DemoInputError` for one the demo does not offer)."""
     key = parse_method(method)
     lam_text = format_lam(METHODS[key].default_lam)
-    return MethodFields(lam_text=lam_text, log_lam=log_from_lam(lam_text), has_edit_keys=key == "time")
+    return MethodFields(lam_text=lam_text, log_lam=log_from_lam(lam_text), has_edit_keys="values_only" in METHODS[key].features)

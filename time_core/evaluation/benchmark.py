@@ -40,16 +40,25 @@ from ..methods import DEFAULT_METHOD, get_method, prepare_edit
 from ..models import check_scheduler
 from ..presets import EditEntry, EditPreset, load_preset
 from ..prompts import is_auto_preserve
-from ..solver import AUTO_LAM, check_lam, is_auto
+from ..solver import AUTO_LAM, is_auto, parse_lam
 from .metrics import Scores, hits_from_probabilities, score, scores_by_type
 from .results import RunConfig, check_out_dir, read_json, write_json
 
 __all__ = [
-    "CONDITIONS", "EvalConfig", "check_eval_dir", "column_name", "evaluate", "merge_results", "throughput", "unit_id",
+    "CONDITIONS", "EDITED", "EvalConfig", "check_eval_dir", "column_name", "edited_probabilities", "evaluate",
+    "merge_results", "throughput", "unit_id",
 ]
 
-CONDITIONS = ("baseline", "oracle", "time")
-BASE_KEYS, EDITED_KEYS = ("baseline", "oracle"), ("time",)  # what a unit file must hold to count as done
+CONDITIONS = ("baseline", "oracle", "edited")
+EDITED = "edited"  # a unit file's key for the edited model's P(destination), whatever the method
+LEGACY_EDITED = "time"  # its key in unit files written before methods shared a folder
+# What a unit file must hold to count as done (a tuple: any one of its keys)
+BASE_KEYS, EDITED_KEYS = ("baseline", "oracle"), ((EDITED, LEGACY_EDITED),)
+
+
+def edited_probabilities(unit: dict) -> list[list[float]]:
+    """A unit file's `[prompt][seed]` P(destination) of the edited model (old files' `"time"` key too)."""
+    return unit[EDITED] if EDITED in unit else unit[LEGACY_EDITED]
 
 
 @dataclass(frozen=True)
@@ -70,8 +79,7 @@ class EvalConfig(RunConfig):
         if not self.lams:
             raise ValueError("lams is empty: give at least one λ")
         for lam in self.lams:
-            if not is_auto(lam):
-                check_lam(lam)
+            parse_lam(lam)
         if isinstance(self.seeds_per_unit, bool) or not isinstance(self.seeds_per_unit, int) or self.seeds_per_unit < 1:
             raise ValueError(f"seeds_per_unit must be an integer >= 1, got {self.seeds_per_unit!r}")
         check_scheduler(self.scheduler)
@@ -145,7 +153,7 @@ def run_unit(pipe, classifier, problem, entry: EditEntry, seeds: Sequence[int], 
         result = generate(pipe, prompts, seeds, edit=edit, original=False, **kwargs)
         seconds = time.perf_counter() - start
         edited_results[_lam_key(lam)] = {
-            "time": _probabilities(classifier, result.edited, prompts, destinations),
+            EDITED: _probabilities(classifier, result.edited, prompts, destinations),
             "lam_used": float(edit.lam),
             "timing": {"images": len(prompts) * len(seeds), "seconds": seconds, "edit_seconds": edit_seconds},
         }
@@ -200,12 +208,10 @@ def _methods(config: EvalConfig, methods: Mapping[str, Sequence[float]] | None) 
     methods = {config.method: config.lams} if methods is None else methods
     checked = {}
     for name, lams in methods.items():
-        get_method(name)
-        checked[name] = tuple(AUTO_LAM if is_auto(lam) else check_lam(lam) for lam in lams)
+        checked[name] = tuple(parse_lam(lam) for lam in lams)
         if any(is_auto(lam) for lam in lams) and not is_auto_preserve(config.preserve or ()):
             raise ValueError("λ 'auto' (the knob-free edit) needs --preserve auto")
-        if any(is_auto(lam) for lam in lams) and "auto_lam" not in get_method(name).features:
-            raise ValueError(f"λ 'auto' is not available for {name}")
+        get_method(name).check_options(auto_lam=any(is_auto(lam) for lam in lams))
     if not checked:
         raise ValueError("no method to evaluate")
     return checked
@@ -290,7 +296,7 @@ def _read_probabilities(config: EvalConfig, out: Path, units, columns: dict) -> 
                 edited = read_json(path, EDITED_KEYS)
                 if edited is None:
                     raise FileNotFoundError(f"unit {uid} of {method} at λ = {lam} is not done ({path} missing)")
-                probabilities[name][entry_index].append(np.asarray(edited["time"]))
+                probabilities[name][entry_index].append(np.asarray(edited_probabilities(edited)))
     return {c: {e: np.concatenate(v, axis=1) for e, v in per_entry.items()} for c, per_entry in probabilities.items()}
 
 

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..models import TOY
+
 __all__ = ["CLASSIFIER_NAMES", "ClipClassifier", "ColourClassifier", "default_classifier", "load_classifier"]
 
 CLASSIFIER_NAMES = '"colour" (Shapes world only), or a scorer name of time_core.evaluation.scoring.load_scorer'
@@ -90,7 +92,7 @@ class ClipClassifier:
 
 def default_classifier(model: str) -> str:
     """The classifier a command uses when none is named: the colour reader on the toy model, the paper's CLIP else."""
-    return "colour" if model == "toy" else "ViT-B-32"
+    return "colour" if model == TOY else "ViT-B-32"
 
 
 def load_classifier(name: str, device: str | torch.device | None = None) -> ColourClassifier | ClipClassifier:

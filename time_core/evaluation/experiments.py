@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..methods import get_method
+from ..models import TOY
 from ..presets import load_preset
 from .ablation import ablation_table, merge_ablation, run_ablation
 from .benchmark import EvalConfig, check_eval_dir, evaluate, merge_results, specificity_without
@@ -30,7 +31,6 @@ from .results import check_out_dir, write_report
 
 __all__ = ["ExperimentConfig", "LocalState", "add_arguments", "configure", "requested", "run"]
 
-FINETUNE = "finetune"
 NEEDS_CAPTIONS = "--quality on a model other than the toy one needs --quality-captions FILE"
 
 
@@ -105,7 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def configure(args: argparse.Namespace, config: EvalConfig) -> EvalConfig:
     """Checks the experiments' options and returns the run's configuration (an `ExperimentConfig` when they change
     what is computed). Raises `SystemExit` with a message for a bad combination."""
-    finetune = config.method == FINETUNE
+    trained = "iterations" in get_method(config.method).options  # the fine-tuning baseline's Adam iterations
     problems = []
     if args.ablation and (args.bulk or args.quality):
         problems.append("--ablation runs its grid on its own; leave out --bulk and --quality")
@@ -115,12 +115,12 @@ def configure(args: argparse.Namespace, config: EvalConfig) -> EvalConfig:
     if not args.quality and (args.quality_captions or args.quality_reference or scorer_options):
         problems.append("--quality-captions, --quality-reference, --quality-inception-weights and --quality-clip go "
                         "with --quality N")
-    elif args.quality and config.model == "toy" and scorer_options:
+    elif args.quality and config.model == TOY and scorer_options:
         problems.append("--quality-inception-weights and --quality-clip choose the Stable Diffusion scorer; the toy "
                         "model scores with its own CLIP")
-    elif args.quality and config.model != "toy" and not args.quality_captions:
+    elif args.quality and config.model != TOY and not args.quality_captions:
         problems.append(NEEDS_CAPTIONS)
-    if not finetune and (args.weight_decay is not None or args.iterations is not None):
+    if not trained and (args.weight_decay is not None or args.iterations is not None):
         problems.append("--weight-decay and --iterations set the fine-tuning baseline: add --method finetune")
     if args.ablation and (args.values_only or args.no_augment):
         problems.append("--ablation runs both settings of --values-only and --no-augment itself; leave them out")
@@ -132,8 +132,8 @@ def configure(args: argparse.Namespace, config: EvalConfig) -> EvalConfig:
     if args.weight_decay is not None:
         config = replace(config, lams=tuple(args.weight_decay))
     options = ()
-    if finetune:
-        options = (("iterations", get_method(FINETUNE).iterations if args.iterations is None else args.iterations),)
+    if trained:
+        options = (("iterations", get_method(config.method).iterations if args.iterations is None else args.iterations),)
         try:
             configured_method(config.method, options)
         except ValueError as error:
@@ -260,7 +260,7 @@ def _run_quality(args, config: EvalConfig, inner: EvalConfig, out: Path, state, 
     reference = None
     if args.quality_captions:
         captions, source = read_captions(args.quality_captions, args.quality, exclude), str(args.quality_captions)
-    elif config.model == "toy":
+    elif config.model == TOY:
         captions, reference = world_captions(args.quality, exclude)
         source = f"Shapes world, seed {QUALITY_SEED}"
     else:

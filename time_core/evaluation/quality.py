@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..models import TOY
 from ..presets import EditEntry, EditPreset
 from .sd_quality import DEFAULT_CLIP, TorchmetricsQualityScorer
 
@@ -159,7 +160,7 @@ def load_quality_scorer(model: str, device: str | torch.device | None = None,
         clip_model (`str` or `Path`, *optional*, defaults to `"openai/clip-vit-base-patch32"`): Stable Diffusion only:
             a Hugging Face name or a local folder of a `transformers.CLIPModel` and `CLIPProcessor`.
     """
-    if model == "toy":
+    if model == TOY:
         if inception_weights is not None or str(clip_model) != DEFAULT_CLIP:
             raise ValueError("the Inception weights and the CLIP model choose the Stable Diffusion scorer; the toy "
                              "model scores with its own CLIP")

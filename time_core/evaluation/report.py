@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..methods import DEFAULT_METHOD, METHODS
 from ..solver import AUTO_LAM
 
 __all__ = ["debias_table", "markdown_table", "write_plots"]
@@ -67,7 +68,7 @@ def write_plots(report: dict, out: Path) -> list[Path]:
             methods.setdefault(column.split("@", 1)[0], []).append(column)
     paths = []
     for method, columns in methods.items():
-        suffix = "" if method == "time" else f"_{method}"
+        suffix = "" if method == DEFAULT_METHOD else f"_{method}"
         paths.append(_per_entry_plot(plt, report, columns[0], out / f"per_entry{suffix}.png"))
         columns = [c for c in columns if not c.endswith(f"@{AUTO_LAM}")]  # the knob-free λ differs per entry
         if len(columns) > 1:
@@ -144,15 +145,15 @@ def _lam(value: float | None) -> str:
 
 
 def _label(method: str) -> str:
-    """A method's name in tables and plots: `TIME` for TIME, the registry name otherwise."""
-    return "TIME" if method == "time" else method
+    """A method's name in tables: its `label` when it is registered, else the name the report recorded."""
+    return METHODS[method].label if method in METHODS else method
 
 
 def debias_table(report: dict) -> str:
     """The report as markdown: one row per entry (F_p on the test prompts, Δ_p), then the mean; columns are named
     after the run's method (TIME, or e.g. diff-quickfix)."""
     has_multi = "delta_multi" in report["overall"]
-    name = _label(report["config"].get("method", "time"))
+    name = _label(report["config"].get("method", DEFAULT_METHOD))
     head = f"| prompt | λ_p | F_p original | F_p {name} | Δ original | Δ {name} |"
     rule = "|---|---|---|---|---|---|"
     if has_multi:

@@ -88,7 +88,8 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path, keys: Sequence[str] = ()) -> Any | None:
-    """The JSON object of a results file that holds `keys`; `None` when the file does not exist, or when it cannot be
+    """The JSON object of a results file that holds `keys` (a tuple among them: one of its keys); `None` when the file
+    does not exist, or when it cannot be
     read (not JSON, not an object, a key missing): then it is reported on stderr by name and set aside as
     `NAME.unreadable`, so that the work it stood for is done again."""
     try:
@@ -98,10 +99,12 @@ def read_json(path: Path, keys: Sequence[str] = ()) -> Any | None:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         problem = f"{type(error).__name__}: {error}"
     else:
-        missing = [key for key in keys if key not in data] if isinstance(data, dict) else None
+        missing = ([key for key in keys if not any(k in data for k in (key if isinstance(key, tuple) else (key,)))]
+                   if isinstance(data, dict) else None)
         if missing == []:
             return data
-        problem = f"no {missing}" if missing else f"a JSON {type(data).__name__}, not an object"
+        names = [" or ".join(repr(k) for k in (key if isinstance(key, tuple) else (key,))) for key in missing or ()]
+        problem = f"no {', '.join(names)}" if missing else f"a JSON {type(data).__name__}, not an object"
     aside = path.with_name(path.name + UNREADABLE)
     try:
         path.replace(aside)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..models import TOY_WEIGHTS_DIR, default_device
+from ..models import TOY, TOY_WEIGHTS_DIR, default_device
 
 __all__ = ["TOY_CLIP_DIR", "ClipScorer", "ScorerWeightsUnavailableError", "load_scorer"]
 
@@ -306,7 +306,7 @@ def load_scorer(name: str = "ViT-B-32", device: torch.device | str | None = None
     device = torch.device(device or default_device())
     if name == "ViT-B-32":
         return _load_open_clip("ViT-B-32", "openai", device, name)
-    if name == "toy":
+    if name == TOY:
         return _load_local_dir(TOY_CLIP_DIR, device, name)
     if name.startswith(_LOCAL_DIR_PREFIX) and len(name) > len(_LOCAL_DIR_PREFIX):
         return _load_local_dir(Path(name[len(_LOCAL_DIR_PREFIX) :]), device, name)

@@ -139,15 +139,8 @@ def result_of(steps: Sequence[SearchStep], target: float, original_share: float)
     return SearchResult(best.lam, best.share, target, original_share, steps, best.converged)
 
 
-def search_lambda(
-    evaluate: Callable[[float], float],
-    target: float,
-    original_share: float,
-    log_lam_min: float = LOG_LAM_MIN,
-    log_lam_max: float = LOG_LAM_MAX,
-    max_iterations: int = 8,
-    tolerance: float = 0.1,
-) -> SearchResult:
-    """Runs `iter_search` to the end (same arguments) and returns its `SearchResult`."""
-    steps = list(iter_search(evaluate, target, original_share, log_lam_min, log_lam_max, max_iterations, tolerance))
+def search_lambda(evaluate: Callable[[float], float], target: float, original_share: float, **options) -> SearchResult:
+    """Runs `iter_search` to the end and returns its `SearchResult`; `options` are `iter_search`'s (`log_lam_min`,
+    `log_lam_max`, `max_iterations`, `tolerance`)."""
+    steps = list(iter_search(evaluate, target, original_share, **options))
     return result_of(steps, target, original_share)

@@ -33,24 +33,12 @@ def get_method(name: str) -> EditingMethod:
     return METHODS[name]
 
 
-def prepare_edit(
-    pipe,
-    source: str | Sequence[str],
-    destination: str | Sequence[str],
-    edit_keys: bool = True,
-    augment: bool = True,
-    preserve: str | Sequence[str] = (),
-    preserve_weight: float = 1.0,
-    *,
-    method: str = DEFAULT_METHOD,
-) -> BaseProblem:
-    """Encodes and aligns the prompts and factorises the method's closed form; see `compute_edit` for the arguments.
-
-    Returns:
-        the method's λ-independent problem (`EditProblem` for TIME, `QuickFixEditProblem` for Diff-QuickFix):
-        `.solve(lam)` gives one edit per λ.
-    """
-    return get_method(method).prepare(pipe, source, destination, edit_keys, augment, preserve, preserve_weight)
+def prepare_edit(pipe, source: str | Sequence[str], destination: str | Sequence[str], *options,
+                 method: str = DEFAULT_METHOD, **keywords) -> BaseProblem:
+    """Checks the prompts and options, encodes them and factorises the method's closed form: the λ-independent
+    problem, `.solve(lam)` giving one edit per λ. The arguments are `compute_edit`'s without `lam`
+    (`EditingMethod.prepare`: `edit_keys`, `augment`, `preserve`, `preserve_weight`)."""
+    return get_method(method).prepare(pipe, source, destination, *options, **keywords)
 
 
 def compute_edit(
@@ -91,8 +79,7 @@ def compute_edit(
     """
     editing = get_method(method)
     if is_auto(lam):
-        if "auto_lam" not in editing.features:
-            raise ValueError(f"lam='auto' is not available for {method}; give a number")
+        editing.check_options(auto_lam=True)
         if not is_auto_preserve(preserve):
             raise ValueError("lam='auto' needs preserve='auto': λ is chosen on the context sets automatic "
                              "preservation builds")

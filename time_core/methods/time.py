@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
 
 from ..attention import install_split_processors, split_key_value
-from ..edit import BaseEdit, EditFileError, read_auto_preserve, read_flag
-from ..models import TextConditioning, check_architecture, cross_attention_layers, model_id, text_width
-from ..prompts import as_prompts, augment_pairs, build_pairs, check_preserve_weight, is_auto_preserve, preserve_prompts
+from ..edit import BaseEdit, EditFileError, EditRequest, metadata_errors
+from ..models import TextConditioning, check_architecture, cross_attention_layers
+from ..prompts import augment_pairs, build_pairs
 from ..solver import EditSystem, build_system, check_lam, cross_validated_lam, is_auto
 from .base import BaseProblem, EditingMethod
 
@@ -30,39 +30,24 @@ CV_FOLDS = 4  # folds of the knob-free λ's cross-validation
 
 @dataclass(frozen=True)
 class Edit(BaseEdit):
-    """A TIME edit: the matrix `M` of Eq. 5 and its provenance.
+    """A TIME edit: the matrix `M` of Eq. 5 and what was asked for.
 
     Attributes:
         M (`torch.Tensor`): `(d, d)` float64; every edited projection becomes `W' = W · M`.
-        sources (`tuple[str, ...]`): source prompts (several for a multi-edit).
-        destinations (`tuple[str, ...]`): destination prompts, one per source.
+        request (`EditRequest`): the prompts and options (`edit.sources`, `edit.preserve`, ... read through). With
+            `auto_preserve`, `preserve` holds the context sets' kept prompts (used unaugmented) and `context` says
+            what automatic preservation built; with `lam_auto`, λ was chosen for this edit (the knob-free edit).
         lam (`float`): λ of Eq. 4.
         edit_keys (`bool`): `True` edits `to_k` and `to_v`, `False` only `to_v`.
-        augment (`bool`): whether the prompt augmentations were used.
-        preserve (`tuple[str, ...]`): prompts asked to stay as they are.
-        preserve_weight (`float`): the weight of each preservation pair.
-        model (`str`): the model the edit was computed on (informative).
-        auto_preserve (`bool`): whether `preserve` and its weight were derived (`preserve="auto"`); such an edit is
-            reproduced by asking for `"auto"` again, not by listing its prompts (they are used unaugmented).
-        lam_auto (`bool`): whether λ was chosen for this edit (`lam="auto"`, the knob-free edit).
-        context (`str`): what automatic preservation built from its corpus (`ContextSet.summary`); empty otherwise.
     """
 
     method: ClassVar[str] = "time"
     component: ClassVar[str] = "unet"
 
     M: torch.Tensor
-    sources: tuple[str, ...]
-    destinations: tuple[str, ...]
+    request: EditRequest
     lam: float
     edit_keys: bool = True
-    augment: bool = True
-    preserve: tuple[str, ...] = ()
-    preserve_weight: float = 1.0
-    model: str = ""
-    auto_preserve: bool = False
-    lam_auto: bool = False
-    context: str = ""
 
     @property
     def text_width(self) -> int:
@@ -70,12 +55,7 @@ class Edit(BaseEdit):
 
     def check_compatible(self, pipe) -> None:
         """Raises `EditFileError` when the pipeline's text width differs from the edit's."""
-        width = text_width(pipe)
-        if width != self.text_width:
-            raise EditFileError(
-                f"this edit was computed for text width {self.text_width} (model {self.model or 'unknown'}); "
-                f"the loaded model has text width {width}"
-            )
+        self.check_text_width(pipe, self.text_width)
 
     def map_embeddings(self, embeds: torch.Tensor) -> torch.Tensor:
         """`c ↦ M c` for every embedding vector: `(..., d)` → `(..., d)`, computed in float64, returned in `embeds.dtype`."""
@@ -122,51 +102,21 @@ class Edit(BaseEdit):
         return {"M": self.M.to(torch.float64)}
 
     def provenance(self) -> dict[str, str]:
-        return {
-            "sources": json.dumps(list(self.sources)),
-            "destinations": json.dumps(list(self.destinations)),
-            "lam": repr(float(self.lam)),
-            "edit_keys": json.dumps(self.edit_keys),
-            "augment": json.dumps(self.augment),
-            "preserve": json.dumps(list(self.preserve)),
-            "preserve_weight": repr(float(self.preserve_weight)),
-            "auto_preserve": json.dumps(self.auto_preserve),
-            "lam_auto": json.dumps(self.lam_auto),
-            "context": self.context,
-            "text_width": str(self.text_width),
-            "model": self.model,
-        }
+        return {"edit_keys": json.dumps(self.edit_keys), "text_width": str(self.text_width)}
 
     @classmethod
     def from_file(cls, tensors: dict[str, torch.Tensor], meta: dict[str, str], name: str) -> Edit:
+        request, lam = cls.read_common(meta, name)
         if set(tensors) != {"M"}:
             raise EditFileError(f"{name} must hold exactly one tensor 'M', found {sorted(tensors)}")
         M = tensors["M"]
-        try:
-            width = int(meta["text_width"])
-            edit = cls(
-                M=M.to(torch.float64),
-                sources=tuple(json.loads(meta["sources"])),
-                destinations=tuple(json.loads(meta["destinations"])),
-                lam=check_lam(float(meta["lam"])),
-                edit_keys=bool(json.loads(meta["edit_keys"])),
-                augment=bool(json.loads(meta["augment"])),
-                preserve=tuple(json.loads(meta["preserve"])),
-                preserve_weight=float(meta["preserve_weight"]),
-                model=meta.get("model", ""),
-                auto_preserve=read_auto_preserve(meta),
-                lam_auto=read_flag(meta, "lam_auto"),
-                context=meta.get("context", ""),
-            )
-        except (KeyError, ValueError, TypeError) as error:
-            raise EditFileError(f"{name} has invalid edit metadata ({type(error).__name__}: {error})") from error
+        with metadata_errors(name):
+            width, edit_keys = int(meta["text_width"]), bool(json.loads(meta["edit_keys"]))
         if M.ndim != 2 or tuple(M.shape) != (width, width):
             raise EditFileError(f"{name}: M has shape {tuple(M.shape)}, expected ({width}, {width})")
         if not bool(torch.isfinite(M).all()):
             raise EditFileError(f"{name}: M contains NaN or infinite values")
-        if len(edit.sources) != len(edit.destinations) or not edit.sources:
-            raise EditFileError(f"{name}: sources and destinations must be non-empty lists of equal length")
-        return edit
+        return cls(M=M.to(torch.float64), request=request, lam=lam, edit_keys=edit_keys)
 
 
 @dataclass(frozen=True)
@@ -177,96 +127,43 @@ class EditProblem(BaseProblem):
     """
 
     system: EditSystem
-    sources: tuple[str, ...]
-    destinations: tuple[str, ...]
+    request: EditRequest
     edit_keys: bool = True
-    augment: bool = True
-    preserve: tuple[str, ...] = ()
-    preserve_weight: float = 1.0
-    model: str = ""
     num_pairs: int = 0
-    auto_preserve: bool = False
-    auto_lam: float | None = None
-    context: str = ""
-
-    def chosen_lam(self) -> float:
-        """`auto_lam`, or a `ValueError` saying how to get one."""
-        if self.auto_lam is None and self.auto_preserve:
-            raise ValueError("lam='auto' found no corpus caption that fits this edit (the source and the destination "
-                             "must start with the same article, e.g. 'a rose' -> 'a blue rose'); give λ as a number")
-        if self.auto_lam is None:
-            raise ValueError("lam='auto' needs preserve='auto': λ is chosen on the context sets automatic "
-                             "preservation builds")
-        return self.auto_lam
+    auto_lam: float | None = None  # the λ cross-validation chose (automatic preservation only)
 
     def solve(self, lam: float | str | None = None) -> Edit:
         """The `Edit` for one λ (`None`: `DEFAULT_LAM`; `"auto"`: `auto_lam`, the λ chosen for this edit)."""
         lam_auto = is_auto(lam)
         lam = self.chosen_lam() if lam_auto else check_lam(DEFAULT_LAM if lam is None else lam)
-        return Edit(
-            M=self.system.solve(lam),
-            sources=self.sources,
-            destinations=self.destinations,
-            lam=lam,
-            edit_keys=self.edit_keys,
-            augment=self.augment,
-            preserve=self.preserve,
-            preserve_weight=self.preserve_weight,
-            model=self.model,
-            auto_preserve=self.auto_preserve,
-            lam_auto=lam_auto,
-            context=self.context,
-        )
+        return Edit(M=self.system.solve(lam), request=replace(self.request, lam_auto=lam_auto), lam=lam,
+                    edit_keys=self.edit_keys)
 
 
 class TimeMethod(EditingMethod):
     """TIME: the cross-attention keys and values of the UNet, `W' = W · M` with one `M` for every layer (Eq. 5)."""
 
     name: ClassVar[str] = "time"
+    label: ClassVar[str] = "TIME"
+    edits: ClassVar[str] = "UNet cross-attention"
     default_lam: ClassVar[float] = DEFAULT_LAM
     edit_class: ClassVar[type[BaseEdit]] = Edit
     summary: ClassVar[str] = "TIME (Orgad et al., ICCV 2023): UNet cross-attention keys and values"
     features: ClassVar[frozenset[str]] = frozenset({"values_only", "auto_preserve", "auto_lam"})
 
-    def prepare(
-        self,
-        pipe,
-        source: str | Sequence[str],
-        destination: str | Sequence[str],
-        edit_keys: bool = True,
-        augment: bool = True,
-        preserve: str | Sequence[str] = (),
-        preserve_weight: float = 1.0,
-    ) -> EditProblem:
+    def build(self, pipe, request: EditRequest, edit_keys: bool) -> EditProblem:
         """Encodes and aligns the prompts and factorises Eq. 5; see `time_core.compute_edit` for the arguments."""
-        sources = as_prompts(source, "source")
-        destinations = as_prompts(destination, "destination")
-        if len(sources) != len(destinations):
-            raise ValueError(f"got {len(sources)} source prompts but {len(destinations)} destination prompts")
         check_architecture(pipe)
-        auto = is_auto_preserve(preserve)
-        auto_lam, context = None, None
-        if auto:
-            C, C_star, weights, context, auto_lam = _context_problem(pipe, sources, destinations, augment)
-            preserve, preserve_weight = context.keep, 1.0
+        auto_lam = None
+        if request.auto_preserve:
+            C, C_star, weights, context, auto_lam = _context_problem(pipe, request.sources, request.destinations,
+                                                                     request.augment)
+            request = replace(request, preserve=context.keep, preserve_weight=1.0, context=context.summary())
         else:
-            preserve = preserve_prompts(preserve)
-            preserve_weight = check_preserve_weight(preserve_weight)
-            C, C_star, weights = build_pairs(pipe, sources, destinations, augment, preserve, preserve_weight)  # (N, d) ×2
-        return EditProblem(
-            system=build_system(C, C_star, weights),
-            sources=sources,
-            destinations=destinations,
-            edit_keys=bool(edit_keys),
-            augment=bool(augment),
-            preserve=preserve,
-            preserve_weight=preserve_weight,
-            model=model_id(pipe),
-            num_pairs=C.shape[0],
-            auto_preserve=auto,
-            auto_lam=auto_lam,
-            context=context.summary() if context is not None else "",
-        )
+            C, C_star, weights = build_pairs(pipe, request.sources, request.destinations, request.augment,
+                                             request.preserve, request.preserve_weight)  # (N, d) ×2
+        return EditProblem(system=build_system(C, C_star, weights), request=request, edit_keys=edit_keys,
+                           num_pairs=C.shape[0], auto_lam=auto_lam)
 
 
 def _context_problem(pipe, sources: tuple[str, ...], destinations: tuple[str, ...], augment: bool):

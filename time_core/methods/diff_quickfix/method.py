@@ -14,23 +14,21 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
 
-from ...edit import BaseEdit, EditFileError, read_auto_preserve, read_flag
+from ...edit import BaseEdit, EditFileError, EditRequest, metadata_errors
 from ...models import TEXT_ENCODERS as ENCODERS
 from ...models import (
     TextConditioning,
     UnsupportedModelError,
     encode_prompts,
-    model_id,
     text_components,
     text_tokenizer,
     text_width,
 )
-from ...prompts import as_prompts, check_preserve_weight, is_auto_preserve, preserve_prompts
 from ...solver import check_lam, is_auto
 from ..base import BaseProblem, EditingMethod
 from .layer import find_projection, projection_path, with_weight
@@ -54,20 +52,17 @@ def text_encoders(pipe) -> list[tuple[str, torch.nn.Module, object, str]]:
 
 @dataclass(frozen=True)
 class QuickFixEdit(BaseEdit):
-    """A Diff-QuickFix edit: the update of one linear layer per text encoder, and its provenance.
+    """A Diff-QuickFix edit: the update of one linear layer per text encoder, and what was asked for.
 
     Attributes:
         layers (`tuple[tuple[str, str], ...]`): `(component, module path)` of each edited layer, e.g.
             `("text_encoder", "encoder.layers.0.self_attn.out_proj")`.
         deltas (`tuple[torch.Tensor, ...]`): `ΔW = W' − W` of each layer, `(d_out, d_in)`, float64.
-        sources (`tuple[str, ...]`), destinations (`tuple[str, ...]`): the prompt pairs.
+        request (`EditRequest`): the prompts and options (`edit.sources`, ... read through). With `auto_preserve`,
+            `preserve` holds the derived prompts and `preserve_weight` the first encoder's weight; such an edit is
+            reproduced by asking for `"auto"` again, not by listing its prompts.
         lam (`float`): λ.
-        augment (`bool`): whether the prompt augmentations were used.
-        preserve (`tuple[str, ...]`), preserve_weight (`float`): preservation prompts and their weight.
         text_width (`int`): the width of the text embeddings of the model (the UNet's `cross_attention_dim`).
-        model (`str`): the model the edit was computed on (informative).
-        auto_preserve (`bool`): whether `preserve` and its weight were derived (`preserve="auto"`; the weight is the
-            first encoder's); such an edit is reproduced by asking for `"auto"` again, not by listing its prompts.
     """
 
     method: ClassVar[str] = "diff-quickfix"
@@ -75,17 +70,9 @@ class QuickFixEdit(BaseEdit):
 
     layers: tuple[tuple[str, str], ...]
     deltas: tuple[torch.Tensor, ...]
-    sources: tuple[str, ...]
-    destinations: tuple[str, ...]
+    request: EditRequest
     lam: float
-    augment: bool = True
-    preserve: tuple[str, ...] = ()
-    preserve_weight: float = 1.0
     text_width: int = 0
-    model: str = ""
-    auto_preserve: bool = False
-    lam_auto: bool = False
-    context: str = ""
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -95,12 +82,7 @@ class QuickFixEdit(BaseEdit):
     def check_compatible(self, pipe) -> None:
         """Raises `EditFileError` unless the pipeline has the same text width, the same text encoders, and the edited
         layers with the edit's shapes."""
-        width = text_width(pipe)
-        if width != self.text_width:
-            raise EditFileError(
-                f"this edit was computed for text width {self.text_width} (model {self.model or 'unknown'}); "
-                f"the loaded model has text width {width}"
-            )
+        self.check_text_width(pipe, self.text_width)
         present = text_components(pipe)
         if present != self.components:
             raise EditFileError(
@@ -179,44 +161,18 @@ class QuickFixEdit(BaseEdit):
         return {component: delta.to(torch.float64) for (component, _), delta in zip(self.layers, self.deltas)}
 
     def provenance(self) -> dict[str, str]:
-        return {
-            "sources": json.dumps(list(self.sources)),
-            "destinations": json.dumps(list(self.destinations)),
-            "lam": repr(float(self.lam)),
-            "augment": json.dumps(self.augment),
-            "preserve": json.dumps(list(self.preserve)),
-            "preserve_weight": repr(float(self.preserve_weight)),
-            "auto_preserve": json.dumps(self.auto_preserve),
-            "lam_auto": json.dumps(self.lam_auto),
-            "context": self.context,
-            "layers": json.dumps(dict(self.layers)),
-            "text_width": str(self.text_width),
-            "model": self.model,
-        }
+        return {"layers": json.dumps(dict(self.layers)), "text_width": str(self.text_width)}
 
     @classmethod
     def from_file(cls, tensors: dict[str, torch.Tensor], meta: dict[str, str], name: str) -> QuickFixEdit:
-        try:
+        request, lam = cls.read_common(meta, name)
+        with metadata_errors(name):
             layers = json.loads(meta["layers"])
             if not isinstance(layers, dict) or not all(isinstance(v, str) for v in layers.values()):
                 raise ValueError("layers must map component names to module paths")
-            edit = cls(
-                layers=tuple(layers.items()),
-                deltas=tuple(tensors[c].to(torch.float64) for c in layers if c in tensors),
-                sources=tuple(json.loads(meta["sources"])),
-                destinations=tuple(json.loads(meta["destinations"])),
-                lam=check_lam(float(meta["lam"])),
-                augment=bool(json.loads(meta["augment"])),
-                preserve=tuple(json.loads(meta["preserve"])),
-                preserve_weight=check_preserve_weight(float(meta["preserve_weight"])),
-                text_width=int(meta["text_width"]),
-                model=meta.get("model", ""),
-                auto_preserve=read_auto_preserve(meta),
-                lam_auto=read_flag(meta, "lam_auto"),
-                context=meta.get("context", ""),
-            )
-        except (KeyError, ValueError, TypeError) as error:
-            raise EditFileError(f"{name} has invalid edit metadata ({type(error).__name__}: {error})") from error
+            deltas = tuple(tensors[c].to(torch.float64) for c in layers if c in tensors)
+            edit = cls(layers=tuple(layers.items()), deltas=deltas, request=request, lam=lam,
+                       text_width=int(meta["text_width"]))
         known = {component for component, _ in ENCODERS}
         if not edit.layers or set(tensors) != set(edit.components) or not set(edit.components) <= known:
             raise EditFileError(
@@ -227,8 +183,6 @@ class QuickFixEdit(BaseEdit):
                 raise EditFileError(f"{name}: the update of {component} has shape {tuple(delta.shape)}, expected 2-D")
             if not bool(torch.isfinite(delta).all()):
                 raise EditFileError(f"{name}: the update of {component} contains NaN or infinite values")
-        if len(edit.sources) != len(edit.destinations) or not edit.sources:
-            raise EditFileError(f"{name}: sources and destinations must be non-empty lists of equal length")
         return edit
 
 
@@ -248,16 +202,9 @@ class QuickFixEditProblem(BaseProblem):
 
     layers: tuple[tuple[str, str], ...]
     problems: tuple[QuickFixProblem, ...]
-    sources: tuple[str, ...]
-    destinations: tuple[str, ...]
-    augment: bool = True
-    preserve: tuple[str, ...] = ()
-    preserve_weight: float = 1.0
+    request: EditRequest
     text_width: int = 0
-    model: str = ""
-    auto_preserve: bool = False
-    auto_lam: float | None = None
-    context: str = ""
+    auto_lam: float | None = None  # the λ cross-validation chose (automatic preservation only)
 
     @property
     def num_pairs(self) -> int:
@@ -267,93 +214,46 @@ class QuickFixEditProblem(BaseProblem):
     def solve(self, lam: float | str | None = None) -> QuickFixEdit:
         """The `QuickFixEdit` for one λ (`None`: 0.01, the authors' value; `"auto"`: `auto_lam`, chosen for this edit)."""
         lam_auto = is_auto(lam)
-        if lam_auto and self.auto_lam is None:
-            raise ValueError("lam='auto' needs preserve='auto' and a corpus caption that fits this edit (the source "
-                             "and the destination must start with the same article); give λ as a number")
-        lam = self.auto_lam if lam_auto else check_lam(DEFAULT_LAM if lam is None else lam)
-        return QuickFixEdit(
-            layers=self.layers,
-            deltas=tuple(problem.update(lam) for problem in self.problems),
-            sources=self.sources,
-            destinations=self.destinations,
-            lam=lam,
-            augment=self.augment,
-            preserve=self.preserve,
-            preserve_weight=self.preserve_weight,
-            text_width=self.text_width,
-            model=self.model,
-            auto_preserve=self.auto_preserve,
-            lam_auto=lam_auto,
-            context=self.context,
-        )
+        lam = self.chosen_lam() if lam_auto else check_lam(DEFAULT_LAM if lam is None else lam)
+        return QuickFixEdit(layers=self.layers, deltas=tuple(problem.update(lam) for problem in self.problems),
+                            request=replace(self.request, lam_auto=lam_auto), lam=lam, text_width=self.text_width)
 
 
 class DiffQuickFixMethod(EditingMethod):
     """Diff-QuickFix: the output projection of the first self-attention layer of every text encoder, in closed form."""
 
     name: ClassVar[str] = "diff-quickfix"
+    label: ClassVar[str] = "Diff-QuickFix"
+    edits: ClassVar[str] = "text encoder"
     default_lam: ClassVar[float] = DEFAULT_LAM
     edit_class: ClassVar[type[BaseEdit]] = QuickFixEdit
     summary: ClassVar[str] = "Diff-QuickFix (Basu et al., ICLR 2024): first self-attention out_proj of the text encoder"
     features: ClassVar[frozenset[str]] = frozenset({"auto_preserve", "auto_lam"})
 
-    def prepare(
-        self,
-        pipe,
-        source: str | Sequence[str],
-        destination: str | Sequence[str],
-        edit_keys: bool = True,
-        augment: bool = True,
-        preserve: str | Sequence[str] = (),
-        preserve_weight: float = 1.0,
-    ) -> QuickFixEditProblem:
+    def build(self, pipe, request: EditRequest, edit_keys: bool) -> QuickFixEditProblem:
         """Collects the pairs of every text encoder and factorises each solve; see `time_core.compute_edit`.
 
+        `preserve="auto"` solves over the edit's context sets (`time_core.methods.context`, `diff_quickfix.context`;
+        `preserve_weight` is ignored) and chooses the problem's `auto_lam` for `solve("auto")`.
+
         Raises:
-            `ValueError`: `edit_keys=False` (a TIME option: Diff-QuickFix has no keys and values to choose between),
-                lists of different lengths, a bad weight. `preserve="auto"` solves over the edit's context sets
-                (`time_core.methods.context`, `diff_quickfix.context`; `preserve_weight` is ignored) and chooses the
-                problem's `auto_lam` for `solve("auto")`.
-            `PromptError`: an empty or over-long prompt.
+            `PromptError`: an over-long prompt. `UnsupportedModelError`: a pipeline without the edited layer.
         """
-        if not edit_keys:
-            raise ValueError(
-                "edit_keys=False (a value-only edit) is an option of TIME's cross-attention edit; diff-quickfix edits "
-                "one text-encoder layer and has no keys or values to choose between"
-            )
-        sources = as_prompts(source, "source")
-        destinations = as_prompts(destination, "destination")
-        if len(sources) != len(destinations):
-            raise ValueError(f"got {len(sources)} source prompts but {len(destinations)} destination prompts")
-        auto = is_auto_preserve(preserve)
         encoders = text_encoders(pipe)
-        auto_lam, context = None, None
-        if auto:
+        auto_lam = None
+        if request.auto_preserve:
             from ..context import context_set, load_corpus
             from .context import context_quickfix
 
-            context = context_set(pipe, load_corpus(pipe), sources, destinations)
-            problems, auto_lam = context_quickfix(encoders, sources, destinations, bool(augment), context)
-            preserve, preserve_weight = context.keep, 1.0
+            context = context_set(pipe, load_corpus(pipe), request.sources, request.destinations)
+            problems, auto_lam = context_quickfix(encoders, request.sources, request.destinations, request.augment,
+                                                  context)
+            request = replace(request, preserve=context.keep, preserve_weight=1.0, context=context.summary())
         else:
-            preserve = preserve_prompts(preserve)
-            preserve_weight = check_preserve_weight(preserve_weight)
             problems = tuple(
-                prepare_quickfix(encoder, tokenizer, sources, destinations, bool(augment), path, preserve,
-                                 preserve_weight)
+                prepare_quickfix(encoder, tokenizer, request.sources, request.destinations, request.augment, path,
+                                 request.preserve, request.preserve_weight)
                 for _, encoder, tokenizer, path in encoders
             )
-        return QuickFixEditProblem(
-            layers=tuple((name, path) for name, _, _, path in encoders),
-            problems=problems,
-            sources=sources,
-            destinations=destinations,
-            augment=bool(augment),
-            preserve=preserve,
-            preserve_weight=preserve_weight,
-            text_width=text_width(pipe),
-            model=model_id(pipe),
-            auto_preserve=auto,
-            auto_lam=auto_lam,
-            context=context.summary() if context is not None else "",
-        )
+        return QuickFixEditProblem(layers=tuple((name, path) for name, _, _, path in encoders), problems=problems,
+                                   request=request, text_width=text_width(pipe), auto_lam=auto_lam)

@@ -20,9 +20,8 @@ from typing import ClassVar
 
 import torch
 
-from ...edit import BaseEdit, EditFileError
+from ...edit import BaseEdit, EditFileError, EditRequest, metadata_errors
 from ...models import TextConditioning, encode_prompts
-from ...solver import check_lam
 from .text import ENCODERS, family, text_components
 
 __all__ = ["DEFAULT_ITERATIONS", "DEFAULT_LEARNING_RATE", "DEFAULT_WEIGHT_DECAY", "FinetuneEdit"]
@@ -39,11 +38,12 @@ def _shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
 
 @dataclass(frozen=True, eq=False)
 class FinetuneEdit(BaseEdit):
-    """The fine-tuned text encoder(s) of one edit and their provenance (see `time_core.methods.finetune`).
+    """The fine-tuned text encoder(s) of one edit and what was asked for (see `time_core.methods.finetune`).
 
     Attributes:
         weights (`dict[str, dict[str, torch.Tensor]]`): per pipeline component (`"text_encoder"`, and
             `"text_encoder_2"` for SDXL, in that order), the fine-tuned encoder's state dict (its own names).
+        request (`EditRequest`): the prompts and options (`edit.sources`, ... read through).
         lam (`float`): the weight decay η.
         iterations (`int`), learning_rate (`float`): the Adam settings.
         initial_loss (`float`), final_loss (`float`): the data term before and after training.
@@ -54,13 +54,8 @@ class FinetuneEdit(BaseEdit):
     component: ClassVar[str] = "text_encoder"
 
     weights: dict[str, dict[str, torch.Tensor]] = field(repr=False)
-    sources: tuple[str, ...] = ()
-    destinations: tuple[str, ...] = ()
+    request: EditRequest
     lam: float = DEFAULT_WEIGHT_DECAY
-    augment: bool = True
-    preserve: tuple[str, ...] = ()
-    preserve_weight: float = 1.0
-    model: str = ""
     iterations: int = DEFAULT_ITERATIONS
     learning_rate: float = DEFAULT_LEARNING_RATE
     initial_loss: float = math.nan
@@ -155,37 +150,24 @@ class FinetuneEdit(BaseEdit):
 
     def provenance(self) -> dict[str, str]:
         return {
-            "sources": json.dumps(list(self.sources)), "destinations": json.dumps(list(self.destinations)),
-            "lam": repr(float(self.lam)), "augment": json.dumps(self.augment),
-            "preserve": json.dumps(list(self.preserve)), "preserve_weight": repr(float(self.preserve_weight)),
-            "model": self.model, "components": json.dumps(list(self.components)),
-            "iterations": str(self.iterations), "learning_rate": repr(float(self.learning_rate)),
-            "initial_loss": repr(float(self.initial_loss)), "final_loss": repr(float(self.final_loss)),
-            "seconds": repr(float(self.seconds)),
+            "components": json.dumps(list(self.components)), "iterations": str(self.iterations),
+            "learning_rate": repr(float(self.learning_rate)), "initial_loss": repr(float(self.initial_loss)),
+            "final_loss": repr(float(self.final_loss)), "seconds": repr(float(self.seconds)),
         }
 
     @classmethod
     def from_file(cls, tensors: dict[str, torch.Tensor], meta: dict[str, str], name: str) -> FinetuneEdit:
+        request, lam = cls.read_common(meta, name)
         if not tensors:
             raise EditFileError(f"{name} holds no text encoder weights")
         if not all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point()):
             raise EditFileError(f"{name}: the text encoder weights contain NaN or infinite values")
-        try:
-            weights = _split_weights(tensors, meta)
-            edit = cls(
-                weights=weights, sources=tuple(json.loads(meta["sources"])),
-                destinations=tuple(json.loads(meta["destinations"])), lam=check_lam(float(meta["lam"])),
-                augment=bool(json.loads(meta["augment"])), preserve=tuple(json.loads(meta["preserve"])),
-                preserve_weight=float(meta["preserve_weight"]), model=meta.get("model", ""),
-                iterations=int(meta["iterations"]), learning_rate=float(meta["learning_rate"]),
-                initial_loss=float(meta["initial_loss"]), final_loss=float(meta["final_loss"]),
-                seconds=float(meta["seconds"]),
+        with metadata_errors(name):
+            return cls(
+                weights=_split_weights(tensors, meta), request=request, lam=lam, iterations=int(meta["iterations"]),
+                learning_rate=float(meta["learning_rate"]), initial_loss=float(meta["initial_loss"]),
+                final_loss=float(meta["final_loss"]), seconds=float(meta["seconds"]),
             )
-        except (KeyError, ValueError, TypeError) as error:
-            raise EditFileError(f"{name} has invalid edit metadata ({type(error).__name__}: {error})") from error
-        if len(edit.sources) != len(edit.destinations) or not edit.sources:
-            raise EditFileError(f"{name}: sources and destinations must be non-empty lists of equal length")
-        return edit
 
 
 def _split_weights(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> dict[str, dict[str, torch.Tensor]]:

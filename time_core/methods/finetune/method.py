@@ -12,9 +12,9 @@ from typing import ClassVar
 
 import torch
 
-from ...edit import BaseEdit
-from ...models import UnsupportedModelError, model_id
-from ...prompts import as_prompts, augment_pairs, build_pairs, is_auto_preserve, preserve_prompts
+from ...edit import BaseEdit, EditRequest
+from ...models import UnsupportedModelError
+from ...prompts import augment_pairs, build_pairs
 from ...solver import check_lam
 from ..base import BaseProblem, EditingMethod
 from .edit import DEFAULT_ITERATIONS, DEFAULT_LEARNING_RATE, DEFAULT_WEIGHT_DECAY, FinetuneEdit
@@ -38,12 +38,7 @@ class FinetuneProblem(BaseProblem):
     targets: torch.Tensor  # (P, L, w) float32: the aligned destination embeddings of the original encoder(s)
     weights: torch.Tensor  # (P, L) float32
     initial_loss: float
-    sources: tuple[str, ...]
-    destinations: tuple[str, ...]
-    augment: bool = True
-    preserve: tuple[str, ...] = ()
-    preserve_weight: float = 1.0
-    model: str = ""
+    request: EditRequest
     iterations: int = DEFAULT_ITERATIONS
     learning_rate: float = DEFAULT_LEARNING_RATE
     _solved: dict = field(default_factory=dict, repr=False)
@@ -77,9 +72,7 @@ class FinetuneProblem(BaseProblem):
             final = data_term(embed(encoders, self.tokens, self.penultimate).float(), targets, weights)
         edit = FinetuneEdit(
             weights={name: encoder.state_dict() for name, encoder in zip(self.components, encoders)},
-            sources=self.sources, destinations=self.destinations, lam=eta, augment=self.augment,
-            preserve=self.preserve, preserve_weight=self.preserve_weight, model=self.model,
-            iterations=self.iterations, learning_rate=self.learning_rate, initial_loss=self.initial_loss,
+            request=self.request, lam=eta, iterations=self.iterations, learning_rate=self.learning_rate, initial_loss=self.initial_loss,
             final_loss=float(final), seconds=time.perf_counter() - start,
         )
         edit._encoders.update(zip(self.components, encoders))
@@ -95,6 +88,11 @@ class FinetuneMethod(EditingMethod):
     """
 
     name: ClassVar[str] = "finetune"
+    label: ClassVar[str] = "Fine-tuning"
+    edits: ClassVar[str] = "text encoder, trained"
+    closed_form: ClassVar[bool] = False  # an edit trains for thousands of iterations
+    lam_weighs_change: ClassVar[bool] = False  # λ is Adam's weight decay η, which pulls θ towards 0
+    options: ClassVar[tuple[str, ...]] = ("iterations",)
     default_lam: ClassVar[float] = DEFAULT_WEIGHT_DECAY
     edit_class: ClassVar[type[BaseEdit]] = FinetuneEdit
     summary: ClassVar[str] = ("baseline (App. G): fine-tune the text encoder(s) with Adam on Eq. 4's data term; "
@@ -107,46 +105,26 @@ class FinetuneMethod(EditingMethod):
             raise ValueError(f"learning_rate must be finite and > 0, got {learning_rate!r}")
         self.iterations, self.learning_rate = iterations, float(learning_rate)
 
-    def prepare(
-        self,
-        pipe,
-        source: str | Sequence[str],
-        destination: str | Sequence[str],
-        edit_keys: bool = True,
-        augment: bool = True,
-        preserve: str | Sequence[str] = (),
-        preserve_weight: float = 1.0,
-    ) -> FinetuneProblem:
+    def build(self, pipe, request: EditRequest, edit_keys: bool) -> FinetuneProblem:
         """Encodes the pairs of Eq. 4 with the original encoder(s); see `time_core.compute_edit` for the arguments.
 
         Raises:
-            `ValueError`: for `edit_keys=False` (this method edits no UNet projection) or `preserve="auto"`.
             `UnsupportedModelError`: for a pipeline without `text_encoder`, or with an encoder but not its tokenizer.
         """
-        sources = as_prompts(source, "source")
-        destinations = as_prompts(destination, "destination")
-        if len(sources) != len(destinations):
-            raise ValueError(f"got {len(sources)} source prompts but {len(destinations)} destination prompts")
-        if not edit_keys:
-            raise ValueError("the fine-tuning baseline edits the text encoder: edit_keys=False (values only) does not apply")
-        if is_auto_preserve(preserve):
-            raise ValueError("preserve='auto' is not available for the fine-tuning baseline; list the prompts to keep")
         components = text_components(pipe)
         if components[:1] != ("text_encoder",):
             raise UnsupportedModelError("the fine-tuning baseline needs the pipeline's text_encoder and its tokenizer")
-        preserve, preserve_weight = preserve_prompts(preserve), float(preserve_weight)
-        if not (0 <= preserve_weight < math.inf):
-            raise ValueError(f"preserve_weight must be finite and >= 0, got {preserve_weight}")
-        prompts = [s for s, _ in augment_pairs(sources, destinations, augment) + augment_pairs(preserve, preserve, augment)]
+        sources, destinations, augment = request.sources, request.destinations, request.augment
+        prompts = [s for s, _ in augment_pairs(sources, destinations, augment)
+                   + augment_pairs(request.preserve, request.preserve, augment)]
         tokens = tokenize(pipe, components, prompts)  # per encoder: (P, L)
-        C, C_star, weights = build_pairs(pipe, sources, destinations, augment, preserve, preserve_weight)  # (N, w) ×2
+        C, C_star, weights = build_pairs(pipe, sources, destinations, augment, request.preserve,
+                                         request.preserve_weight)  # (N, w) ×2
         shape = (*tokens[0][0].shape, C.shape[-1])  # (P, L, w): w the UNet's text width (both encoders for SDXL)
         weights = weights.reshape(shape[:2])
         return FinetuneProblem(
             text_encoders=tuple(getattr(pipe, name) for name in components), components=components, tokens=tokens,
             penultimate=reads_penultimate(pipe), targets=C_star.reshape(shape).float(), weights=weights.float(),
-            initial_loss=float(data_term(C.reshape(shape), C_star.reshape(shape), weights)),
-            sources=sources, destinations=destinations, augment=bool(augment), preserve=preserve,
-            preserve_weight=preserve_weight, model=model_id(pipe), iterations=self.iterations,
-            learning_rate=self.learning_rate,
+            initial_loss=float(data_term(C.reshape(shape), C_star.reshape(shape), weights)), request=request,
+            iterations=self.iterations, learning_rate=self.learning_rate,
         )
