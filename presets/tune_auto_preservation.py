@@ -51,10 +51,12 @@ def run(pipe, classifier, method: str, seeds: list[int], preserve) -> dict:
     found: dict[str, list[float]] = {}
     for entry in load_preset("shapes_validation").entries:
         edit = time_core.compute_edit(pipe, entry.source, entry.destination, method=method, preserve=preserve)
-        pairs = [(entry.source, entry.destination)] + [(t.prompt, t.destination) for t in entry.positives + entry.negatives]
+        pairs = [(entry.source, entry.destination)] + [(t.prompt,
+                                                        t.destination) for t in entry.positives + entry.negatives]
         types = ["efficacy"] + [t.type for t in entry.positives + entry.negatives]
         sweep = explicit_sweep(entry.source, entry.destination)
-        for kind, rate in zip(types + ["explicit sweep"] * len(sweep), rates(pipe, classifier, edit, pairs + sweep, seeds)):
+        for kind, rate in zip(types + ["explicit sweep"] * len(sweep), rates(pipe, classifier, edit, pairs + sweep,
+                                                                             seeds)):
             found.setdefault(kind, []).append(float(rate))
     summary = {kind: round(float(np.mean(values)), 1) for kind, values in found.items()}
     g = float(np.mean([v for kind in POSITIVE_TYPES for v in found.get(kind, [])]))

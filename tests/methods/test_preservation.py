@@ -4,13 +4,13 @@ import pytest
 import torch
 
 import time_core
+from time_core.methods.context import context_set, load_corpus
 from time_core.methods.preservation import (
     ATTRIBUTE_CLUSTER,
     auto_preservation,
     nearest_words,
     relative_preserve_weight,
 )
-from time_core.methods.context import context_set, load_corpus
 from time_core.prompts import build_pairs
 
 
@@ -71,7 +71,8 @@ def test_relative_preserve_weight():
     assert relative_preserve_weight(C_keep, 0.1, 0.5) == pytest.approx(0.5 * 0.1 / mean_square, rel=1e-12)
     assert relative_preserve_weight(C_keep, 0.1, 4.0) == pytest.approx(4.0 * 0.1 / mean_square, rel=1e-12)
     # scale-free: embeddings 10× larger get a weight 100× smaller, so the solve is the same up to the scale
-    assert relative_preserve_weight(10 * C_keep, 0.1, 1.0) == pytest.approx(relative_preserve_weight(C_keep, 0.1, 1.0) / 100)
+    assert relative_preserve_weight(10 * C_keep, 0.1, 1.0) == pytest.approx(relative_preserve_weight(C_keep, 0.1,
+                                                                                                     1.0) / 100)
     with pytest.raises(ValueError, match="non-empty"):
         relative_preserve_weight(C_keep[:0], 0.1, 1.0)
     with pytest.raises(ValueError, match="must be > 0"):

@@ -46,6 +46,13 @@ def test_each_method_names_the_options_it_lacks():
         get_method("finetune").check_options(values_only=True, auto_preserve=True)
 
 
+def test_a_method_declaring_an_unknown_feature_is_refused_when_its_class_is_made():
+    from time_core.methods import TimeMethod
+
+    with pytest.raises(TypeError, match=r"Odd declares unknown features \['negative_lam'\]"):
+        type("Odd", (TimeMethod,), {"features": frozenset({"values_only", "negative_lam"})})
+
+
 def test_lam_none_is_the_methods_default(sd1):
     default = get_method("time").default_lam
     assert default == 0.1

@@ -156,7 +156,8 @@ def _edit_words(tokenizer, source: str, destination: str) -> tuple[list[str], st
             added.append(word)
     source_tokens = tokenizer.convert_ids_to_tokens(source_ids[:source_eos])
     last = source_eos - 1
-    subject = _word(source_tokens[last]) if last >= 1 and (last == 1 or source_tokens[last - 1].endswith(_WORD_END)) else None
+    ends_word = last >= 1 and (last == 1 or source_tokens[last - 1].endswith(_WORD_END))
+    subject = _word(source_tokens[last]) if ends_word else None
     return added, subject
 
 
