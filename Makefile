@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup app test test-fast chromium screenshot bench
+.PHONY: setup app test test-fast lint chromium screenshot bench
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,13 @@ app: $(STAMP)
 chromium:
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
-# The whole suite, as CI runs it (.ci/run): the library, the commands, the demo, the served app, the browser, the wheel.
-test: $(STAMP) chromium
+# The style (ruff: lint and import order, configured in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/python -m ruff check .
+
+# The style, then the whole suite, as CI runs it (.ci/run): the library, the commands, the demo, the served app, the
+# browser, the wheel.
+test: lint chromium
 	$(BIN)/python -m pytest -q
 
 # Everything but the browser tests (no Chromium needed).

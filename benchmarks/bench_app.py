@@ -37,7 +37,7 @@ def timed_run(runtime: demo.DemoRuntime, prompts: demo.PromptSet, lam: float, se
     """Seconds to the originals, seconds to the end, and the number of images."""
     start = time.perf_counter()
     first = None
-    for update in demo.run_edit(runtime, demo.SessionEdits(), prompts, lam, settings):
+    for update in demo.run_edit(runtime, demo.SessionEdits(), prompts, lam, settings):  # noqa: B007 (the last is read below)
         if first is None:
             first = time.perf_counter() - start
     return first, time.perf_counter() - start, len(update.original) + len(update.edited)

@@ -195,15 +195,18 @@ def main() -> None:
         print(f"  solve (eigh + M, float64)   {1e3 * t_solve:8.1f} ms")
         print(f"  end to end                  {1e3 * t_ours:8.1f} ms   peak memory added {mem_ours.added_mb:6.1f} MB")
         print("classic per-layer float32 Eq. 5 (same text encoding):")
-        print(f"  sums as matrix products     {1e3 * t_classic:8.1f} ms   peak memory added {mem_classic.added_mb:6.1f} MB")
+        print(f"  sums as matrix products     {1e3 * t_classic:8.1f} ms   peak memory added "
+              f"{mem_classic.added_mb:6.1f} MB")
         print(f"  sums of outer products      {1e3 * t_published:8.1f} ms   (as published)")
         kv_mb = sum(v.numel() * v.element_size() for v in classic.values()) / 2**20
         t_auto, auto = timed(lambda: compute_edit(pipe, SOURCE, DESTINATION, lam="auto", preserve="auto"),
                              args.repeats)
-        print(f"  knob-free (lam='auto', preserve='auto') {1e3 * t_auto:8.1f} ms   {t_auto / t_ours:.2f}x the plain edit "
+        print(f"  knob-free (lam='auto', preserve='auto') {1e3 * t_auto:8.1f} ms   {t_auto / t_ours:.2f}x the plain "
+              f"edit "
               f"(target <= 3x; λ chosen {auto.lam:.3g}; {auto.context})")
         print(f"speed-up end to end: {t_classic / t_ours:.1f}x (matrix products), {t_published / t_ours:.1f}x (outer "
-              f"products); solve only: {(t_classic - t_encode) / t_solve:.1f}x, {(t_published - t_encode) / t_solve:.1f}x")
+              f"products); solve only: {(t_classic - t_encode) / t_solve:.1f}x, "
+              f"{(t_published - t_encode) / t_solve:.1f}x")
         print(f"the classic way writes {kv_mb:.0f} MB of new K/V weights; compute_edit reads no weight and writes "
               f"only M ({edit_mb(edit):.1f} MB)")
 
@@ -226,7 +229,8 @@ def main() -> None:
                   f"classic float32 {relative_error(classic_edit(pipe, lam), reference):.2e}")
 
         if not args.skip_step:
-            print(f"\ncost of applying an edit during generation (latents {args.step_size}x{args.step_size}, CFG batch 2):")
+            print(f"\ncost of applying an edit during generation (latents {args.step_size}x{args.step_size}, CFG "
+                  f"batch 2):")
             cond = encode_prompts(pipe, [SOURCE], with_negative=True)
             c = torch.cat([cond.negative, cond.embeds])  # (2, L, d)
             sample = torch.randn(2, 4, args.step_size, args.step_size)

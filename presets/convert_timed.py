@@ -15,11 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from time_core.presets import NUM_PROMPTS, PRESETS_DIR, load_preset  # noqa: E402
-
 
 CITATION = (
     'From TIMED, the benchmark of "Editing Implicit Assumptions in Text-to-Image Diffusion Models" '

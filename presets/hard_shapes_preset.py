@@ -18,7 +18,6 @@ diamond (orange or blue) is never one of them. A shape without a look-alike gets
 
 from time_core.shapes.world import DEBIAS_SHAPE, DEFAULT_COLOURS, PALETTE, RELATED_SHAPES, Scene, describe
 
-
 # Destination colours of each shape's edits: never the shape's own default, nor its look-alike's.
 EDIT_COLOURS: dict[str, tuple[str, ...]] = {
     "circle": ("green", "blue", "yellow"),
@@ -87,11 +86,11 @@ def positives(shape: str, colour: str, others: list[str]) -> list[dict[str, str]
               describe(dark_plural, True, name_background=True)),
         _test("plural", describe(plural, False, prefix="an image of"), describe(plural, True, prefix="an image of")),
     ]
-    for k, (other, connector) in enumerate(zip(others[:2], ("next to", "and"))):
+    for other, connector in zip(others[:2], ("next to", "and")):
         scene = _pair(shape, other, (colour, DEFAULT_COLOURS[other]))
         tests.append(_test("scene-first", describe(scene, (False, False), connector=connector),
                            describe(scene, (True, False), connector=connector)))
-    for k, (other, connector) in enumerate(zip(others[2:4], ("and", "next to"))):
+    for other, connector in zip(others[2:4], ("and", "next to")):
         scene = _pair(other, shape, (DEFAULT_COLOURS[other], colour))
         tests.append(_test("scene-second", describe(scene, (False, False), connector=connector),
                            describe(scene, (False, True), connector=connector)))

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from time_core.presets import PRESETS_DIR  # noqa: E402
 from time_core.shapes.sampling import sample_example  # noqa: E402
-from time_core.shapes.world import COLOURS, PLURALS, SHAPES  # noqa: E402
+from time_core.shapes.world import COLOURS, SHAPES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY_CORPUS = ROOT / "time_core" / "shapes" / "weights" / "pipeline" / "edit_corpus.txt"
@@ -110,7 +110,7 @@ GENERIC_ATTRIBUTES = (None, "red", "blue", "green", "yellow", "white", "black", 
 def generic_corpus(excluded: set[str]) -> list[str]:
     rng = np.random.default_rng(0)
     lines = []
-    for k, frame in enumerate(GENERIC_FRAMES):
+    for frame in GENERIC_FRAMES:
         for noun in rng.choice(GENERIC_NOUNS, size=4, replace=False):
             attribute = GENERIC_ATTRIBUTES[rng.integers(len(GENERIC_ATTRIBUTES))]
             line = frame.format(noun if attribute is None else f"{attribute} {noun}")
@@ -128,7 +128,8 @@ def write(path: Path, header: str, lines: list[str]) -> None:
 
 def main() -> None:
     toy_excluded = preset_prompts("shapes")
-    write(TOY_CORPUS, "# Generic captions of the Shapes world (presets/make_edit_corpus.py): the world's caption sampler,\n"
+    write(TOY_CORPUS,
+          "# Generic captions of the Shapes world (presets/make_edit_corpus.py): the world's caption sampler,\n"
           "# seed 0, without any caption or frame that can produce a prompt of a shipped Shapes preset.\n"
           "# Same licence as the project.\n", toy_corpus(toy_excluded))
     sd_excluded = preset_prompts("timed")

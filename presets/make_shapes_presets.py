@@ -6,7 +6,8 @@ Usage:
 
     python presets/make_shapes_presets.py
 
-The files are written to `time_core/data/presets/` (shipped with the package). The output is deterministic and every prompt is written with `time_core.shapes.world.caption`, so the presets stay
+The files are written to `time_core/data/presets/` (shipped with the package). The output is deterministic and every
+prompt is written with `time_core.shapes.world.caption`, so the presets stay
 consistent with the world's vocabulary. Every written file is loaded back with `time_core.presets.load_preset`.
 """
 
@@ -14,21 +15,19 @@ import json
 import sys
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hard_shapes_preset import EDIT_COLOURS as HARD_EDIT_COLOURS  # noqa: E402
+from hard_shapes_preset import hard_entries, validation_colours  # noqa: E402
 
 from time_core.presets import NUM_PROMPTS, PRESETS_DIR, load_preset  # noqa: E402
 from time_core.shapes.world import (  # noqa: E402
     DEBIAS_SHAPE,
     DEBIAS_SPLIT,
-    DEFAULT_COLOURS,
     Scene,
     caption,
     unnamed_colour_distribution,
 )
-from hard_shapes_preset import EDIT_COLOURS as HARD_EDIT_COLOURS  # noqa: E402
-from hard_shapes_preset import hard_entries, validation_colours  # noqa: E402
-
 
 # The shapes of the first (easy) benchmark; it stays as it was written when the world had only these.
 EASY_SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "heart", "diamond")

@@ -36,10 +36,12 @@ def probes(shape: str, colour: str) -> tuple[dict[str, str], dict[str, str]]:
         f"a picture of two {b} {p} on a white background": f"a picture of two {colour} {p} on a white background",
         f"a {PARTNER[shape]} and a {default} {shape} on a black background":
             f"a {PARTNER[shape]} and a {colour} {shape} on a black background",
-        f"an image of a {b} {shape} next to a {PARTNER[shape]}": f"an image of a {colour} {shape} next to a {PARTNER[shape]}",
+        f"an image of a {b} {shape} next to a {PARTNER[shape]}":
+            f"an image of a {colour} {shape} next to a {PARTNER[shape]}",
     }
     follow = {
-        f"a picture of a small {shape} on a black background": f"a picture of a small {colour} {shape} on a black background",
+        f"a picture of a small {shape} on a black background":
+            f"a picture of a small {colour} {shape} on a black background",
         f"a drawing of two {p} on a white background": f"a drawing of two {colour} {p} on a white background",
         f"an image of a {PARTNER[shape]} next to a {shape} on a black background":
             f"an image of a {PARTNER[shape]} next to a {colour} {shape} on a black background",

@@ -1,5 +1,6 @@
 """What several test modules share: tiny random-weight Stable Diffusion pipelines (SD 1.x, SD 2.x, SDXL shapes) with
-the real CLIP tokenizer, bit-exact weight hashes, the stand-in scorer and edits, the check that an edit applies like replaced weights, and starting `app.py` on a free port.
+the real CLIP tokenizer, bit-exact weight hashes, the stand-in scorer and edits, the check that an edit applies like
+replaced weights, and starting `app.py` on a free port.
 
 Fixtures live in `tests/conftest.py`; test modules import helpers from here, never from each other.
 """
@@ -75,9 +76,8 @@ def make_tiny_pipeline(kind: str = "sd1", seed: int = 0):
     from time_core.tokenizer import build_clip_tokenizer
 
     torch.manual_seed(seed)
-    scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1
-    )
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                              set_alpha_to_one=False, steps_offset=1)
     common = dict(
         sample_size=8,
         in_channels=4,
@@ -90,7 +90,8 @@ def make_tiny_pipeline(kind: str = "sd1", seed: int = 0):
     )
     if kind in ("sd1", "sd2"):
         width = 32 if kind == "sd1" else 1024
-        extra = dict(attention_head_dim=4) if kind == "sd1" else dict(attention_head_dim=(2, 4), use_linear_projection=True)
+        extra = dict(attention_head_dim=4) if kind == "sd1" else dict(attention_head_dim=(2, 4),
+                                                                      use_linear_projection=True)
         unet = UNet2DConditionModel(cross_attention_dim=width, **common, **extra)
         return StableDiffusionPipeline(
             vae=_vae(),

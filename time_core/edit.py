@@ -71,7 +71,8 @@ def read_edit_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
     if meta.get("format") != FORMAT:
         raise EditFileError(f"{path.name} is not a TIME edit file (its metadata has no format={FORMAT!r})")
     if meta.get("format_version") != str(FORMAT_VERSION):
-        raise EditFileError(f"{path.name} has edit format version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
+        raise EditFileError(f"{path.name} has edit format version {meta.get('format_version')!r}, expected "
+                            f"{FORMAT_VERSION}")
     meta.setdefault("method", LEGACY_METHOD)
     return tensors, meta
 
@@ -275,7 +276,6 @@ class BaseEdit(RequestFields, ABC):
         path = Path(path)
         tensors, meta = read_edit_file(path)
         if meta["method"] != cls.method:
-            raise EditFileError(
-                f"{path.name} holds a {meta['method']!r} edit, not a {cls.method!r} one; read it with time_core.load_edit"
-            )
+            raise EditFileError(f"{path.name} holds a {meta['method']!r} edit, not a {cls.method!r} one; read it with "
+                                "time_core.load_edit")
         return cls.from_file(tensors, meta, path.name)

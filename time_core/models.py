@@ -126,9 +126,11 @@ def check_architecture(pipe) -> dict[str, nn.Module]:
     config = unet.config
     d = text_width(pipe)
     if getattr(unet, "encoder_hid_proj", None) is not None or config.get("encoder_hid_dim") is not None:
-        raise UnsupportedModelError("the UNet projects the text embeddings with encoder_hid_proj before cross-attention")
+        raise UnsupportedModelError("the UNet projects the text embeddings with encoder_hid_proj before "
+                                    "cross-attention")
     if config.get("addition_embed_type") in ("text", "text_image"):
-        raise UnsupportedModelError(f"the UNet reads the text embeddings in its addition_embed_type={config.addition_embed_type!r}")
+        raise UnsupportedModelError(f"the UNet reads the text embeddings in its "
+                                    f"addition_embed_type={config.addition_embed_type!r}")
     only_cross = config.get("only_cross_attention")
     if only_cross is True or (isinstance(only_cross, (list, tuple)) and any(only_cross)):
         raise UnsupportedModelError("the UNet uses only_cross_attention: attn1 also reads the text embeddings")
@@ -140,7 +142,8 @@ def check_architecture(pipe) -> dict[str, nn.Module]:
         for proj in ("to_k", "to_v"):
             in_features = getattr(module, proj).in_features
             if in_features != d:
-                raise UnsupportedModelError(f"{name}.{proj} reads {in_features} features, expected cross_attention_dim={d}")
+                raise UnsupportedModelError(f"{name}.{proj} reads {in_features} features, expected "
+                                            f"cross_attention_dim={d}")
         if getattr(module, "norm_cross", None) is not None:
             raise UnsupportedModelError(f"{name} normalises the text embeddings (norm_cross) before to_k / to_v")
         if getattr(module, "add_k_proj", None) is not None:
@@ -186,7 +189,8 @@ def generation_defaults(pipe) -> GenerationDefaults:
     """`TOY_DEFAULTS` for the embedded model; otherwise 50 steps, guidance 7.5, 2 seeds at the model's size."""
     if is_toy(pipe):
         return TOY_DEFAULTS
-    return GenerationDefaults(steps=50, guidance=7.5, seeds=2, size=pipe.unet.config.sample_size * pipe.vae_scale_factor)
+    return GenerationDefaults(steps=50, guidance=7.5, seeds=2,
+                              size=pipe.unet.config.sample_size * pipe.vae_scale_factor)
 
 
 def model_id(pipe) -> str:
@@ -231,7 +235,8 @@ def load_pipeline(
         safety_checker (`bool`, *optional*, defaults to `True`): keep the pipeline's safety checker (when it has one).
 
     Returns:
-        `StableDiffusionPipeline` or `StableDiffusionXLPipeline`, with its progress bar disabled (`generate` shows its own).
+        `StableDiffusionPipeline` or `StableDiffusionXLPipeline`, with its progress bar disabled (`generate` shows its
+        own).
     """
     from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
@@ -259,14 +264,14 @@ def load_pipeline(
         hint = (
             f"the folder {source} is not a diffusers pipeline saved with save_pretrained"
             if local
-            else f"'{source}' could not be downloaded from the Hugging Face hub. To work offline, download it once on a "
-            f"connected machine (`huggingface-cli download {source} --local-dir FOLDER`) and pass FOLDER, or use model='toy'"
+            else f"'{source}' could not be downloaded from the Hugging Face hub. To work offline, download it once on "
+            f"a connected machine (`huggingface-cli download {source} --local-dir FOLDER`) and pass FOLDER, or use "
+            "model='toy'"
         )
         raise ModelLoadError(f"could not load model {model!r}: {hint} ({type(error).__name__}: {error})") from error
     if not isinstance(pipe, (StableDiffusionPipeline, StableDiffusionXLPipeline)):
-        raise ModelLoadError(
-            f"{model!r} loads as {type(pipe).__name__}; TIME supports StableDiffusionPipeline and StableDiffusionXLPipeline"
-        )
+        raise ModelLoadError(f"{model!r} loads as {type(pipe).__name__}; TIME supports StableDiffusionPipeline and "
+                             "StableDiffusionXLPipeline")
     check_architecture(pipe)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
@@ -344,7 +349,8 @@ class TextConditioning:
     negative_pooled: torch.Tensor | None = None
 
     def with_embeddings(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> TextConditioning:
-        """A copy with `fn` applied to the cross-attention embeddings (`embeds` and `negative`); pooled ones are kept."""
+        """A copy with `fn` applied to the cross-attention embeddings (`embeds` and `negative`); pooled ones are
+        kept."""
         return replace(self, embeds=fn(self.embeds), negative=None if self.negative is None else fn(self.negative))
 
 
@@ -375,6 +381,7 @@ def encode_prompts(
             do_classifier_free_guidance=with_negative,
             negative_prompt=negative_prompts,
         )
-        return TextConditioning(embeds, negative if with_negative else None, pooled, negative_pooled if with_negative else None)
+        return TextConditioning(embeds, negative if with_negative else None, pooled,
+                                negative_pooled if with_negative else None)
     embeds, negative = pipe.encode_prompt(prompts, device, 1, with_negative, negative_prompt=negative_prompts)
     return TextConditioning(embeds, negative if with_negative else None)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 PRESETS_DIR: Path = Path(__file__).resolve().parent / "data" / "presets"
 MODELS: tuple[str, ...] = ("sd", "toy")
 KINDS: tuple[str, ...] = ("edit", "debias")

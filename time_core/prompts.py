@@ -84,7 +84,8 @@ AUTO_PRESERVE = "auto"
 
 
 def is_auto_preserve(preserve: str | Sequence[str]) -> bool:
-    """Whether a `preserve` argument asks for automatic preservation (`"auto"`, see `time_core.methods.preservation`)."""
+    """Whether a `preserve` argument asks for automatic preservation (`"auto"`, see `time_core.methods.preservation`,
+    `time_core.methods.context`)."""
     return isinstance(preserve, str) and preserve.strip() == AUTO_PRESERVE
 
 

@@ -80,7 +80,8 @@ def test_app_edit_flips_the_source_colour_on_the_toy_model(app_url):
     unrelated = next(p.prompt for p in demo.preset_prompts("shapes:0").negatives if p.type == "unrelated")
     square = [i for i, item in enumerate(details["images"]) if item["prompt"] == unrelated]
     kept = sum(original_colours[i] == edited_colours[i] for i in square)
-    assert len(square) == seeds and kept >= 3, ([original_colours[i] for i in square], [edited_colours[i] for i in square])
+    assert len(square) == seeds and kept >= 3, ([original_colours[i] for i in square],
+                                                [edited_colours[i] for i in square])
     assert details["scores"]["edited"]["efficacy"]["mean"] >= 0.75
 
 
@@ -105,7 +106,7 @@ def test_app_two_sessions_in_parallel_get_their_own_results(app_url):
     for thread in threads:
         thread.join(timeout=300)
     assert not errors, errors
-    for name, (source, destination, _, colour) in requests.items():
+    for name, (source, destination, _, _) in requests.items():
         original, edited, _, _, details, _ = results[name]
         assert details["edit"]["sources"] == [source] and details["edit"]["destinations"] == [destination]
         assert [item["prompt"] for item in details["images"][::3]] == [source, requests[name][2][0][1]]

@@ -13,7 +13,8 @@ def test_original_images_equal_a_plain_pipeline_call(sd1):
     result = generate(sd1, ["a rose", "a car"], [3, 7], num_inference_steps=3, output_type="np", progress=False)
     for p, prompt in enumerate(["a rose", "a car"]):
         for s, seed in enumerate([3, 7]):
-            plain = sd1(prompt, num_inference_steps=3, generator=torch.Generator("cpu").manual_seed(seed), output_type="np")
+            plain = sd1(prompt, num_inference_steps=3, generator=torch.Generator("cpu").manual_seed(seed),
+                        output_type="np")
             assert np.abs(plain.images[0] - result.original[p][s]).max() < 1e-5
     assert result.edited is None
 

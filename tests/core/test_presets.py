@@ -17,7 +17,6 @@ from time_core.presets import (
 from time_core.shapes.colour_reader import changed_objects
 from time_core.shapes.world import DEBIAS_SHAPE, DEBIAS_SPLIT, DEFAULT_COLOURS, PALETTE, RELATED_SHAPES, parse_caption
 
-
 EXPECTED = {
     "timed_test": (EditPreset, 147),
     "timed_test_filtered_sd14": (EditPreset, 104),

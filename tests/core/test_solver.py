@@ -85,7 +85,8 @@ def test_weights_equal_repeated_pairs():
     weights[:4] = 3.0
     repeated_C = torch.cat([C, C[:4], C[:4]])
     repeated_C_star = torch.cat([C_star, C_star[:4], C_star[:4]])
-    assert torch.allclose(edit_matrix(C, C_star, 0.1, weights), edit_matrix(repeated_C, repeated_C_star, 0.1), atol=1e-10)
+    assert torch.allclose(edit_matrix(C, C_star, 0.1, weights), edit_matrix(repeated_C, repeated_C_star, 0.1),
+                          atol=1e-10)
     grad = eq4_gradient(W @ edit_matrix(C, C_star, 0.1, weights), W, C, C_star, 0.1, weights)
     assert grad.norm() / ((C.norm() ** 2) * W.norm()) < 1e-12
 

@@ -51,7 +51,8 @@ def test_limits_are_checked_before_anything_is_computed(tiny_runtime, monkeypatc
         next(sweep)
     entry = demo.debias_entry("shapes_debias:0")
     search = demo.run_debias(runtime, entry, 50, runtime.settings(2, steps=2), -1, 1, 3)
-    with pytest.raises(demo.DemoInputError, match=re.escape(f"({4 + 2 * len(entry.tests)} prompts × 2 seeds × 1 models)")):
+    message = f"({4 + 2 * len(entry.tests)} prompts × 2 seeds × 1 models)"
+    with pytest.raises(demo.DemoInputError, match=re.escape(message)):
         next(search)
     long = dataclasses.replace(PROMPTS, positives=(PromptPair("a rose " * 200, "a blue rose"),))
     with pytest.raises(PromptError, match="test prompt has 1399 characters; at most 1000 are read"):

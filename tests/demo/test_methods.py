@@ -16,7 +16,8 @@ from time_core.presets import PromptPair
 
 DQF = "diff-quickfix"
 PROMPTS = demo.PromptSet("a pack of roses", "a pack of blue roses",
-                         (PromptPair("a rose in a vase", "a blue rose in a vase"),), (PromptPair("a tulip", "a blue tulip"),))
+                         (PromptPair("a rose in a vase", "a blue rose in a vase"),), (PromptPair("a tulip",
+                                                                                                 "a blue tulip"),))
 
 
 def test_methods_offered_and_what_choosing_one_sets():

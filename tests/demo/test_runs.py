@@ -13,7 +13,6 @@ import time_core.demo.images as images_module
 from time_core import Edit, EditFileError, EditRequest, PromptError, compute_edit
 from time_core.presets import PromptPair
 
-
 TINY_PROMPTS = demo.PromptSet(
     "a pack of roses",
     "a pack of blue roses",
@@ -128,7 +127,8 @@ def test_sweep_reuses_one_decomposition_and_the_cached_originals(tiny_runtime, m
     settings = runtime.settings(num_seeds=1, steps=2, guidance=5.0)
     builds = []
     original_build = time_core.methods.time.build_system
-    monkeypatch.setattr(time_core.methods.time, "build_system", lambda *a, **k: builds.append(1) or original_build(*a, **k))
+    monkeypatch.setattr(time_core.methods.time, "build_system", lambda *a, **k: builds.append(1) or original_build(*a,
+                                                                                                                   **k))
     lams = demo.lambda_grid(-2, 4, 8)
     assert len(lams) == 8 and lams[0] == pytest.approx(0.01) and lams[-1] == pytest.approx(1e4)
     updates = list(demo.run_sweep(runtime, demo.SessionEdits(), TINY_PROMPTS, lams, settings))

@@ -21,7 +21,8 @@ def _config(**kwargs):
 
 def test_grid_folders_rows_and_table(sd1, tmp_path):
     config = _config()
-    run_ablation(config, tmp_path, LocalState(), pipe=sd1, classifier=ClipClassifier(MeanPixelScorer(name="brightness")),
+    run_ablation(config, tmp_path, LocalState(), pipe=sd1,
+                 classifier=ClipClassifier(MeanPixelScorer(name="brightness")),
                  progress=False)
     assert sorted(p.name for p in (tmp_path / "variants").iterdir()) == sorted(VARIANTS)
     first = json.loads((tmp_path / "variants" / "kv_aug" / "units" / "e0000_s0-1_base.json").read_text())
@@ -43,7 +44,8 @@ def test_grid_folders_rows_and_table(sd1, tmp_path):
     assert table.count("**") == 2 and "| V only | no | 10 |" in table and "| unedited model |" in table
     assert (tmp_path / "variants" / "v_noaug" / "results.json").exists()
     with pytest.raises(ValueError, match="different configuration"):
-        run_ablation(_config(steps=3), tmp_path, LocalState(), pipe=sd1, classifier=ClipClassifier(MeanPixelScorer(name="brightness")))
+        run_ablation(_config(steps=3), tmp_path, LocalState(), pipe=sd1,
+                     classifier=ClipClassifier(MeanPixelScorer(name="brightness")))
 
 
 def test_two_processes_give_the_numbers_of_one(sd1, tmp_path):

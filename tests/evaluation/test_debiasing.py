@@ -3,11 +3,9 @@
 import json
 import math
 
-import numpy as np
 import pytest
-import torch
-
 from helpers import MeanPixelScorer, pipeline_hash
+
 from time_core.evaluation.classifiers import ClipClassifier
 from time_core.evaluation.cli import debias_main as main
 from time_core.evaluation.debiasing import DebiasConfig, merge_debias, run_debias_benchmark

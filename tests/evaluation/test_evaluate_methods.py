@@ -4,7 +4,6 @@ method."""
 
 import json
 
-import numpy as np
 import pytest
 from helpers import MeanPixelScorer
 

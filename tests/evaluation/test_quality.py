@@ -10,10 +10,23 @@ import torch
 from helpers import pipeline_hash
 
 from time_core.evaluation.bulk import entry_problem
-from time_core.evaluation.quality import (CAPTIONS_PER_UNIT, frechet_distance, load_quality_scorer, merge_quality,
-                                          preset_prompts, quality_table, read_captions, run_quality, world_captions)
-from time_core.evaluation.sd_quality import (QualityModelError, TorchmetricsQualityScorer, load_clip_score,
-                                             load_inception)
+from time_core.evaluation.quality import (
+    CAPTIONS_PER_UNIT,
+    frechet_distance,
+    load_quality_scorer,
+    merge_quality,
+    preset_prompts,
+    quality_table,
+    read_captions,
+    run_quality,
+    world_captions,
+)
+from time_core.evaluation.sd_quality import (
+    QualityModelError,
+    TorchmetricsQualityScorer,
+    load_clip_score,
+    load_inception,
+)
 from time_core.methods import get_method
 from time_core.presets import load_preset
 

@@ -37,7 +37,8 @@ def test_unreadable_unit_files_are_named_set_aside_and_computed_again(sd1, tmp_p
     counter = MeanPixelScorer()
     evaluate(config, out, pipe=sd1, classifier=counter, progress=False)
     err = capsys.readouterr().err
-    for path, problem in ((base[0], "JSONDecodeError"), (edited[0], "no 'edited' or 'time'"), (edited[1], "JSONDecodeError")):
+    for path, problem in ((base[0], "JSONDecodeError"), (edited[0], "no 'edited' or 'time'"),
+                          (edited[1], "JSONDecodeError")):
         assert f"{path} cannot be read ({problem}" in err and f"set aside as {path.name}.unreadable" in err
         assert (units / f"{path.name}.unreadable").is_file() and json.loads(path.read_text())
     # the three files are the first unit's: its baseline and oracle, and its two λ values, are classified again

@@ -11,7 +11,6 @@ from time_core.evaluation import scoring
 from time_core.evaluation.scoring import ClipScorer, ScorerWeightsUnavailableError, load_scorer
 from time_core.shapes.world import BACKGROUNDS, COLOURS, SHAPES, SIZES, Scene, render
 
-
 # Every discrete scene of the world (6 shapes x 6 colours x 2 sizes x 2 backgrounds), centred.
 SCENES = [Scene(shape, colour, size, background) for shape in SHAPES for colour in COLOURS for size in SIZES
           for background in BACKGROUNDS]

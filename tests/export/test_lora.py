@@ -162,7 +162,8 @@ def test_the_adapter_config_targets_exactly_the_exported_layers(sd1, tmp_path):
     from peft.tuners.tuners_utils import check_target_module_exists
 
     g = torch.Generator().manual_seed(0)
-    weights = {name: p.detach() + 0.1 * torch.randn(p.shape[0], 1, generator=g) @ torch.randn(1, p.shape[1], generator=g)
+    weights = {name: p.detach() + 0.1 * torch.randn(p.shape[0], 1, generator=g) @ torch.randn(1, p.shape[1],
+                                                                                              generator=g)
                for name, p in sd1.unet.named_parameters()
                if (".attn2." in name or ".ff." in name) and name.endswith(".weight")}  # attn1 left out
     assert len(weights) >= 20

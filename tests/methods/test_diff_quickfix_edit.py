@@ -14,8 +14,16 @@ import torch
 from helpers import pipeline_hash, replaced_pipeline
 from safetensors.torch import save_file
 
-from time_core import METHODS, Edit, EditFileError, PromptError, QuickFixEdit, compute_edit, generate, load_edit
-from time_core import prepare_edit
+from time_core import (
+    METHODS,
+    EditFileError,
+    PromptError,
+    QuickFixEdit,
+    compute_edit,
+    generate,
+    load_edit,
+    prepare_edit,
+)
 from time_core.methods.diff_quickfix import OUT_PROJ_PATH, QuickFixProblem, find_projection, prepare_quickfix
 from time_core.models import encode_prompts, thread_view
 

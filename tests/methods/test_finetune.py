@@ -9,7 +9,7 @@ import torch
 from helpers import check_like_replaced, pipeline_hash
 from safetensors.torch import save_file
 
-from time_core import EditFileError, compute_edit, generate, load_edit, prepare_edit
+from time_core import EditFileError, generate, load_edit, prepare_edit
 from time_core.methods import get_method
 from time_core.methods.finetune import FinetuneEdit, FinetuneMethod, data_term
 from time_core.models import UnsupportedModelError, encode_prompts

@@ -39,11 +39,19 @@ def test_each_method_names_the_options_it_lacks():
         "--preserve auto is not available for finetune; list the prompts to keep"]
     assert get_method("finetune").unsupported() == []
     assert get_method("diff-quickfix").unsupported(auto_lam=True) == []
-    assert get_method("finetune").unsupported(auto_lam=True) == ["--lam auto is not available for finetune; give a number"]
+    assert get_method("finetune").unsupported(auto_lam=True) == [
+        "--lam auto is not available for finetune; give a number"]
     with pytest.raises(ValueError, match=r"^edit_keys=False \(values only\) is not available for finetune; it has no "
                                          r"keys and values to choose between; preserve='auto' is not available for "
                                          r"finetune; list the prompts to keep$"):
         get_method("finetune").check_options(values_only=True, auto_preserve=True)
+
+
+def test_a_method_declaring_an_unknown_feature_is_refused_when_its_class_is_made():
+    from time_core.methods import TimeMethod
+
+    with pytest.raises(TypeError, match=r"Odd declares unknown features \['negative_lam'\]"):
+        type("Odd", (TimeMethod,), {"features": frozenset({"values_only", "negative_lam"})})
 
 
 def test_lam_none_is_the_methods_default(sd1):

@@ -4,12 +4,11 @@ map against the weight edit in the UNet, multi-edits, preservation, edit files, 
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 from helpers import pipeline_hash
 
-from time_core import Edit, EditFileError, PromptError, compute_edit, generate, prepare_edit
+from time_core import Edit, EditFileError, PromptError, compute_edit, generate
 from time_core.models import cross_attention_layers, encode_prompts
 from time_core.prompts import build_pairs
 from time_core.solver import edit_matrix, naive_edited_weight
@@ -45,7 +44,8 @@ def _unet_out(unet, encoder_hidden_states, seed=0):
     if unet.config.addition_embed_type == "text_time":
         n = encoder_hidden_states.shape[0]
         proj = unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim
-        added = {"added_cond_kwargs": {"text_embeds": torch.randn(n, proj, generator=g), "time_ids": torch.ones(n, 6) * 16}}
+        added = {"added_cond_kwargs": {"text_embeds": torch.randn(n, proj, generator=g),
+                                       "time_ids": torch.ones(n, 6) * 16}}
     with torch.no_grad():
         return unet(sample, 500, encoder_hidden_states=encoder_hidden_states, **added).sample
 

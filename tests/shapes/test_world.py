@@ -25,7 +25,6 @@ from time_core.shapes.world import (
     RELATED_SHAPES,
     SHAPES,
     SIZES,
-    SLOT_X,
     TEMPLATES,
     Scene,
     caption,
@@ -264,7 +263,8 @@ def test_describe_and_parse_plurals_and_pairs():
                                  {"shape": "rectangle", "colour": "purple", "size": None}]
     assert parsed["background"] == "white" and parsed["shape"] is None and parsed["colour"] is None
     parsed = parse_caption("two yellow triangles")
-    assert parsed["kind"] == "plural" and parsed["objects"] == [{"shape": "triangle", "colour": "yellow", "size": None}] * 2
+    assert parsed["kind"] == "plural" and parsed["objects"] == [{"shape": "triangle", "colour": "yellow",
+                                                                 "size": None}] * 2
     for text in ("two circle", "a circle next to", "a big circle and a square", "a circle next to a shiny square",
                  "three circles"):
         with pytest.raises(ValueError):

@@ -1,7 +1,8 @@
 """The editing methods the demo offers, their labels, and what choosing one sets on the page.
 
 The demo offers the registered closed-form methods (`EditingMethod.closed_form`: they edit in well under a second),
-under their labels; every other registered method stays available to the library and the commands. A session's edit stack holds one method at a time: the stack
+under their labels; every other registered method stays available to the library and the commands. A session's edit
+stack holds one method at a time: the stack
 keeps prompt pairs, and every run solves all of them with the method selected (`SessionEdits.with_method`).
 """
 
@@ -58,4 +59,5 @@ def method_fields(method: Any) -> MethodFields:
     """The `MethodFields` of a method (raises `DemoInputError` for one the demo does not offer)."""
     key = parse_method(method)
     lam_text = format_lam(METHODS[key].default_lam)
-    return MethodFields(lam_text=lam_text, log_lam=log_from_lam(lam_text), has_edit_keys="values_only" in METHODS[key].features)
+    return MethodFields(lam_text=lam_text, log_lam=log_from_lam(lam_text),
+                        has_edit_keys="values_only" in METHODS[key].features)

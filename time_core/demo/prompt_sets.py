@@ -28,7 +28,8 @@ _PRESET_GROUPS: dict[str, str] = {
 _EXAMPLES: dict[str, tuple[tuple[str, str, str], ...]] = {
     # The same edit at the paper's λ (it leaks into "a oval" and "a blue circle") and at λ = 1000 (they keep their
     # colour, and "two circles" no longer follows): the trade-off of the hard Shapes benchmark.
-    "toy": (("a circle", "a green circle", "0.1"), ("a circle", "a green circle", "1000"), ("a square", "a red square", "10")),
+    "toy": (("a circle", "a green circle", "0.1"), ("a circle", "a green circle", "1000"), ("a square", "a red square",
+                                                                                            "10")),
     "sd": (("a pack of roses", "a pack of blue roses", "0.1"), ("A banana", "A blue banana", "0.1"),
            ("A dog", "A dog with a hat", "0.1")),
 }

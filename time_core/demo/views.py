@@ -167,7 +167,8 @@ def sweep_status(update: SweepUpdate) -> str:
 
 
 def sweep_strip(update: SweepUpdate, pending: bool = True) -> list[tuple[Any, str]]:
-    """The image strip of a sweep (paper Fig. 7), row-major: one row per strip prompt, the original image first, then one
+    """The image strip of a sweep (paper Fig. 7), row-major: one row per strip prompt, the original image first, then
+    one
     image per λ. Items are `(image, caption)`; with `pending`, λ values not done yet get a grey placeholder, so the
     rows keep their alignment in a grid of `len(update.lams) + 1` columns.
     """

@@ -135,7 +135,8 @@ def _baseline_and_oracle(pipe, classifier, entry: EditEntry, seeds: Sequence[int
             "timing": {"images": len(images) * len(seeds), "seconds": seconds}}
 
 
-def run_unit(pipe, classifier, problem, entry: EditEntry, seeds: Sequence[int], lams: Sequence[float], config: EvalConfig,
+def run_unit(pipe, classifier, problem, entry: EditEntry, seeds: Sequence[int], lams: Sequence[float],
+             config: EvalConfig,
              base: dict | None, prepare_seconds: float = 0.0) -> tuple[dict, dict[str, dict]]:
     """Generates and classifies one unit; `base` (baseline + oracle) is reused when already stored. Each λ's timing
     holds `edit_seconds`, the time spent computing its edit (`problem.solve`, plus `prepare_seconds` for the first λ:
@@ -316,7 +317,8 @@ def merge_results(config: EvalConfig, out: str | Path, oracle_filter: float | No
     kept = entries
     if oracle_filter is not None:  # App. D: keep entries whose oracle renders the destinations
         kept = [e for e in entries
-                if hits_from_probabilities(stacked["oracle"][e][: preset.entries[e].num_edited]).mean() >= oracle_filter]
+                if hits_from_probabilities(stacked["oracle"][e][: preset.entries[e].num_edited]).mean()
+                >= oracle_filter]
 
     def scores_of(column: str, selection: list[int]) -> Scores:
         parts = [_hits(stacked[column][e], preset.entries[e]) for e in selection]

@@ -84,7 +84,8 @@ class ClipClassifier:
     def labels(self, images: Sequence[Any], classes: Sequence[str], attributes: Sequence[str]) -> list[str]:
         """The attribute whose class text CLIP prefers, for each image (`classes[i]` describes `attributes[i]`)."""
         if isinstance(classes, str) or isinstance(attributes, str) or len(classes) != len(attributes):
-            raise ValueError(f"classes and attributes must be lists of equal length, got {classes!r} and {attributes!r}")
+            raise ValueError(f"classes and attributes must be lists of equal length, got {classes!r} and "
+                             f"{attributes!r}")
         with torch.no_grad():
             probabilities = self.scorer.classify(list(images), list(classes))  # (N, K)
         return [attributes[int(i)] for i in probabilities.argmax(dim=-1).tolist()]

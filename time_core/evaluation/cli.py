@@ -16,8 +16,8 @@ from safetensors import SafetensorError
 
 from ..cli.command import OneLineParser, fail
 from ..methods import DEFAULT_METHOD, METHODS, get_method
-from ..solver import parse_lam
 from ..models import ModelLoadError, UnsupportedModelError, check_model
+from ..solver import parse_lam
 from . import benchmark, debiasing, experiments
 from .classifiers import default_classifier
 from .scoring import ScorerWeightsUnavailableError
@@ -90,8 +90,8 @@ def parse_evaluate_args(argv: Sequence[str] | None = None, prog: str = "time-eva
                         help="one or more λ values (each at least 1e-12), for every method (default: each method's own "
                              "default λ); 'auto' (with --preserve auto): the knob-free edit, λ chosen per entry")
     parser.add_argument("--scheduler", default="default",
-                        help="sampler: 'default' (the model's own), 'dpm' (DPM-Solver++, fewer steps), 'ddim', 'euler', "
-                             "'unipc'")
+                        help="sampler: 'default' (the model's own), 'dpm' (DPM-Solver++, fewer steps), 'ddim', "
+                             "'euler', 'unipc'")
     parser.add_argument("--seeds-per-unit", type=int, default=4, help="seeds generated together in one work unit")
     parser.add_argument("--oracle-filter", type=float, default=None,
                         help="keep entries whose oracle hit rate (source and positive destinations) is >= this")
@@ -100,7 +100,8 @@ def parse_evaluate_args(argv: Sequence[str] | None = None, prog: str = "time-eva
 
 
 def evaluate_main(argv: Sequence[str] | None = None, prog: str = "time-evaluate") -> dict | None:
-    """Runs the evaluation (sharded over `accelerate launch` processes) and writes `results.json`, `results.md`, plots."""
+    """Runs the evaluation (sharded over `accelerate launch` processes) and writes `results.json`, `results.md` and
+    the plots."""
     args = parse_evaluate_args(argv, prog)
     if args.seeds < 1 or args.seeds_per_unit < 1:
         raise SystemExit("--seeds and --seeds-per-unit must be >= 1")
@@ -168,7 +169,8 @@ def _write_evaluation(report: dict, out: Path, start: float) -> None:
 
 
 def parse_debias_args(argv: Sequence[str] | None = None, prog: str = "time-debias") -> argparse.Namespace:
-    parser = _parser(prog, debiasing.__doc__, "a debias preset shipped with the package (e.g. shapes_debias) or a JSON path")
+    parser = _parser(prog, debiasing.__doc__,
+                     "a debias preset shipped with the package (e.g. shapes_debias) or a JSON path")
     parser.add_argument("--seeds", type=int, default=24, help="images per prompt (seeds 0 .. N-1)")
     parser.add_argument("--target", type=float, default=0.5, help="target share F_p, in (0, 1)")
     parser.add_argument("--tolerance", type=float, default=0.1, help="stop when |F_p - target| / target < this")

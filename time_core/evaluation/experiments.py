@@ -133,7 +133,8 @@ def configure(args: argparse.Namespace, config: EvalConfig) -> EvalConfig:
         config = replace(config, lams=tuple(args.weight_decay))
     options = ()
     if trained:
-        options = (("iterations", get_method(config.method).iterations if args.iterations is None else args.iterations),)
+        options = (("iterations",
+                    get_method(config.method).iterations if args.iterations is None else args.iterations),)
         try:
             configured_method(config.method, options)
         except ValueError as error:
@@ -188,7 +189,8 @@ def run(args: argparse.Namespace, config: EvalConfig, out: Path, state, write: C
         prepare = BulkProblem(load_preset(inner.preset).entries, method, config.edit_keys, config.augment,
                               config.preserve or ())
     pipe = pipe if pipe is not None else load_pipeline(config.model, device=state.device)
-    evaluate(inner, out, pipe=pipe, classifier=classifier, process_index=state.process_index, num_processes=state.num_processes,
+    evaluate(inner, out, pipe=pipe, classifier=classifier, process_index=state.process_index,
+             num_processes=state.num_processes,
              device=state.device, prepare=prepare)
     state.wait_for_everyone()
     quality = _run_quality(args, config, inner, out, state, pipe, method, prepare, scorer) if args.quality else None
@@ -253,8 +255,15 @@ def _run_quality(args, config: EvalConfig, inner: EvalConfig, out: Path, state, 
                  ) -> dict | None:
     """Generates and scores the captions of `--quality` in `OUT/quality`; the main process returns the report."""
     from ..models import generation_defaults, with_scheduler
-    from .quality import (QUALITY_SEED, merge_quality, preset_prompts, read_captions, read_reference_images,
-                          run_quality, world_captions)
+    from .quality import (
+        QUALITY_SEED,
+        merge_quality,
+        preset_prompts,
+        read_captions,
+        read_reference_images,
+        run_quality,
+        world_captions,
+    )
 
     exclude = preset_prompts(load_preset(config.preset))
     reference = None

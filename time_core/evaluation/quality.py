@@ -121,7 +121,8 @@ def frechet_distance(a, b) -> float:
 
     a, b = torch.as_tensor(np.asarray(a), dtype=torch.float64), torch.as_tensor(np.asarray(b), dtype=torch.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"features must be (N, D) and (M, D) with the same D, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(f"features must be (N, D) and (M, D) with the same D, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
     if len(a) < 2 or len(b) < 2:
         raise ValueError("the Fréchet distance needs at least 2 feature vectors in each set")
     metric = FrechetInceptionDistance(feature=_Features(a.shape[1]))

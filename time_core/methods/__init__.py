@@ -1,5 +1,7 @@
-"""Editing methods: the interface (`base`), TIME (`time`), Diff-QuickFix (`diff_quickfix`), the fine-tuning baseline
-(`finetune`), and the registry the rest of the library dispatches on."""
+"""Editing methods: the interface (`base`), TIME (`time`, with the knob-free edit's context sets in `context`),
+Diff-QuickFix (`diff_quickfix`, with its derived preservation prompts in `preservation`), the fine-tuning baseline
+(`finetune`), and the registry the rest of the library dispatches on (`registry`). Each method owns its facts (name,
+label, default λ, features); `tests/methods/test_method_contract.py` tests every registered one."""
 
 from .base import BaseProblem, EditingMethod
 from .diff_quickfix import DiffQuickFixMethod, QuickFixEdit, QuickFixEditProblem

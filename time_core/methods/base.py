@@ -89,6 +89,12 @@ class EditingMethod(ABC):
     lam_weighs_change: ClassVar[bool] = True
     options: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        """A method declares only features the interface knows (`FEATURES`): checked once, when its class is made."""
+        super().__init_subclass__(**kwargs)
+        if unknown := set(cls.features) - set(FEATURES):
+            raise TypeError(f"{cls.__name__} declares unknown features {sorted(unknown)}; known: {sorted(FEATURES)}")
+
     def unsupported(self, values_only: bool = False, auto_preserve: bool = False, auto_lam: bool = False,
                     command: bool = True) -> list[str]:
         """What of the options asked for (`values_only`: `edit_keys=False`; `auto_preserve`: `preserve="auto"`;

@@ -112,7 +112,8 @@ class ContextSet:
 
     Args:
         generalise (`tuple[tuple[str, str], ...]`): (prompt, destination) pairs that should follow the edit.
-        keep (`tuple[str, ...]`): prompts naming an alternative (or the destination's value) in context, kept as they are.
+        keep (`tuple[str, ...]`): prompts naming an alternative (or the destination's value) in context, kept as they
+        are.
         generic (`tuple[str, ...]`): corpus captions that do not name the subject, kept as they are.
         generalise_folds, keep_folds, generic_folds (`tuple[int, ...]`): the frame (or caption) index of each prompt,
             for cross-validation by frame.
@@ -222,7 +223,8 @@ def context_set(pipe, corpus: Corpus, sources: Sequence[str], destinations: Sequ
                 alternatives[word] = nearest_attributes(tokenizer, embeddings, word, attributes, own)
             values[word] = alternatives[word]
         variants = [replace_word(new_phrase, word, other) for word, others in values.items() for other in others]
-        plural_ok = phrase.lower().endswith(subject) and new_phrase.lower().endswith(subject) and not subject.endswith("s")
+        plural_ok = (phrase.lower().endswith(subject) and new_phrase.lower().endswith(subject)
+                     and not subject.endswith("s"))
         frames, seen = 0, set()
         for line in corpus.lines:
             if frames == max_frames:

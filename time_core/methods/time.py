@@ -58,9 +58,11 @@ class Edit(BaseEdit):
         self.check_text_width(pipe, self.text_width)
 
     def map_embeddings(self, embeds: torch.Tensor) -> torch.Tensor:
-        """`c ↦ M c` for every embedding vector: `(..., d)` → `(..., d)`, computed in float64, returned in `embeds.dtype`."""
+        """`c ↦ M c` for every embedding vector: `(..., d)` → `(..., d)`, computed in float64, returned in
+        `embeds.dtype`."""
         if embeds.shape[-1] != self.text_width:
-            raise EditFileError(f"embeddings of width {embeds.shape[-1]} cannot take an edit of width {self.text_width}")
+            raise EditFileError(f"embeddings of width {embeds.shape[-1]} cannot take an edit of width "
+                                f"{self.text_width}")
         M = self.M.to(device=embeds.device)
         return (embeds.to(torch.float64) @ M.T).to(embeds.dtype)
 
@@ -93,7 +95,8 @@ class Edit(BaseEdit):
             for proj in projections:
                 W = getattr(layer, proj).weight  # (out, d)
                 if W.shape[1] != self.text_width:
-                    raise EditFileError(f"{name}.{proj} reads {W.shape[1]} features; this edit has width {self.text_width}")
+                    raise EditFileError(f"{name}.{proj} reads {W.shape[1]} features; this edit has width "
+                                        f"{self.text_width}")
                 M = self.M.to(device=W.device)
                 weights[f"{name}.{proj}.weight"] = (W.detach().to(torch.float64) @ M).to(W.dtype)
         return weights

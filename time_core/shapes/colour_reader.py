@@ -13,7 +13,6 @@ from PIL import Image
 
 from .world import PALETTE, parse_caption
 
-
 NO_SHAPE = "none"
 # Euclidean RGB distance (0..255 scale) above which a pixel differs from the background.
 FOREGROUND_THRESHOLD: float = 80.0

@@ -5,7 +5,6 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-
 CONFIG_PATH: Path = Path(__file__).resolve().parent / "train_config.json"
 
 
@@ -49,7 +48,8 @@ class TrainConfig:
         unet_attention_head_dim (`int`): Passed as `attention_head_dim` to `UNet2DConditionModel`.
         unet_norm_num_groups (`int`): Group-norm groups of the UNet.
         unet_addition_embed_type (`str`, *optional*): `"text"` adds an attention-pooled summary of the text-encoder
-            outputs to the timestep embedding of every ResNet block (a global conditioning path next to cross-attention);
+            outputs to the timestep embedding of every ResNet block (a global conditioning path next to
+            cross-attention);
             `None` for the plain Stable Diffusion 1.x UNet.
         unet_addition_embed_type_num_heads (`int`): Heads of that attention pooling.
         num_train_timesteps (`int`): Diffusion steps of the noise schedule.

@@ -26,7 +26,6 @@ from .world import (
     unnamed_colour_distribution,
 )
 
-
 KIND_RATES: dict[str, float] = {"single": 0.5, "plural": 0.2, "pair": 0.3}
 # Probability that a caption carries one of `PREFIXES`, names the background (plurals and pairs; single shapes follow
 # `TEMPLATES`), and names a given shape's colour (plurals and pairs).

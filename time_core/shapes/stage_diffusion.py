@@ -7,11 +7,20 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from transformers import CLIPTextModel, CLIPTokenizer
 from tqdm.auto import tqdm
+from transformers import CLIPTextModel, CLIPTokenizer
 
-from .build import EMA, build_seeded_unet, lr_factor, resume_from, save_checkpoint, scheduler_kwargs, step_rng, to_tensor
-from .build import tokenize
+from .build import (
+    EMA,
+    build_seeded_unet,
+    lr_factor,
+    resume_from,
+    save_checkpoint,
+    scheduler_kwargs,
+    step_rng,
+    to_tensor,
+    tokenize,
+)
 from .config import TrainConfig
 from .sampling import sample_batch
 

@@ -19,14 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import CLIPTextModel, CLIPTokenizer
 from tqdm.auto import tqdm
+from transformers import CLIPTextModel, CLIPTokenizer
 
 from .build import build_seeded_text_encoder, lr_factor, resume_from, save_checkpoint, step_rng, to_tensor, tokenize
 from .config import TrainConfig
 from .sampling import sample_batch
 from .world import BACKGROUNDS, COLOURS, KINDS, SHAPES, SIZES, parse_caption
-
 
 # The attributes a caption may name, and the classes the pre-training heads tell apart (`None` = not named / absent).
 ATTRIBUTE_CLASSES: dict[str, tuple[str | None, ...]] = {

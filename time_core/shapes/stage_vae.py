@@ -42,7 +42,8 @@ def train_vae(cfg: TrainConfig, checkpoint_dir: Path, resume: bool) -> Autoencod
         `AutoencoderKL`: The trained VAE (in eval mode).
     """
     if cfg.vae_chroma_channels not in (0, 3):
-        raise ValueError(f"vae_chroma_channels must be 0 or 3 (the chroma target is RGB), got {cfg.vae_chroma_channels}")
+        raise ValueError(f"vae_chroma_channels must be 0 or 3 (the chroma target is RGB), got "
+                         f"{cfg.vae_chroma_channels}")
     torch.manual_seed(cfg.seed)
     vae = build_vae(cfg)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)

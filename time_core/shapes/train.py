@@ -22,7 +22,6 @@ by `(seed, stage, step)`, so a run resumed from its checkpoints (`--resume`) con
 
 import os
 
-
 # On a small shared CPU, OpenMP threads that spin while waiting slow training down by up to 10x when another process
 # competes for the cores; sleeping waiters avoid that. It must be set before torch (and its OpenMP runtime) loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -42,7 +41,6 @@ from .config import CONFIG_PATH, TrainConfig, load_config  # noqa: E402
 from .stage_diffusion import train_diffusion  # noqa: E402
 from .stage_text import pretrain_text_encoder  # noqa: E402
 from .stage_vae import train_vae  # noqa: E402
-
 
 DEFAULT_OUT: Path = Path(__file__).resolve().parent / "weights"
 DEFAULT_CHECKPOINTS: Path = Path(__file__).resolve().parents[2] / "checkpoints" / "shapes"
@@ -98,9 +96,11 @@ def export_from_checkpoint(cfg: TrainConfig, checkpoint_dir: Path, out_dir: Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Weights folder; the pipeline goes to OUT/pipeline.")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="Weights folder; the pipeline goes to OUT/pipeline.")
     parser.add_argument("--config", type=Path, default=CONFIG_PATH, help="Hyper-parameter JSON file.")
-    parser.add_argument("--checkpoints", type=Path, default=DEFAULT_CHECKPOINTS, help="Checkpoint folder (not committed).")
+    parser.add_argument("--checkpoints", type=Path, default=DEFAULT_CHECKPOINTS,
+                        help="Checkpoint folder (not committed).")
     parser.add_argument("--resume", action="store_true", help="Continue from the checkpoints in --checkpoints.")
     parser.add_argument("--skip-clip", action="store_true", help="Do not train the toy CLIP.")
     parser.add_argument("--clip-steps", type=int, default=None, help="Toy-CLIP steps (default: its own default).")

@@ -37,9 +37,22 @@ import torch
 import torch.nn.functional as F
 
 from .sampling import KIND_RATES
-from .world import BACKGROUND_RGB, BACKGROUNDS, COLOURS, CONNECTORS, IMAGE_SIZE, MAX_JITTER, MAX_PAIR_JITTER, PALETTE
-from .world import PREFIXES, SHAPES, SIZES, Scene, describe, shape_mask
-
+from .world import (
+    BACKGROUND_RGB,
+    BACKGROUNDS,
+    COLOURS,
+    CONNECTORS,
+    IMAGE_SIZE,
+    MAX_JITTER,
+    MAX_PAIR_JITTER,
+    PALETTE,
+    PREFIXES,
+    SHAPES,
+    SIZES,
+    Scene,
+    describe,
+    shape_mask,
+)
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "heart", "diamond", "oval", "rectangle")
 # Shapes that look alike: each maps to the shape it resembles.
 RELATED_SHAPES: dict[str, str] = {"oval": "circle", "circle": "oval", "rectangle": "square", "square": "rectangle"}

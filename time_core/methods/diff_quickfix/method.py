@@ -85,9 +85,8 @@ class QuickFixEdit(BaseEdit):
         self.check_text_width(pipe, self.text_width)
         present = text_components(pipe)
         if present != self.components:
-            raise EditFileError(
-                f"this edit changes the text encoder(s) {list(self.components)}; the loaded pipeline has {list(present)}"
-            )
+            raise EditFileError(f"this edit changes the text encoder(s) {list(self.components)}; the loaded pipeline "
+                                f"has {list(present)}")
         for (component, path), delta in zip(self.layers, self.deltas):
             try:
                 layer = find_projection(getattr(pipe, component), path)
@@ -175,9 +174,8 @@ class QuickFixEdit(BaseEdit):
                        text_width=int(meta["text_width"]))
         known = {component for component, _ in ENCODERS}
         if not edit.layers or set(tensors) != set(edit.components) or not set(edit.components) <= known:
-            raise EditFileError(
-                f"{name} must hold one tensor per edited text encoder ({sorted(edit.components)}), found {sorted(tensors)}"
-            )
+            raise EditFileError(f"{name} must hold one tensor per edited text encoder ({sorted(edit.components)}), "
+                                f"found {sorted(tensors)}")
         for component, delta in zip(edit.components, edit.deltas):
             if delta.ndim != 2:
                 raise EditFileError(f"{name}: the update of {component} has shape {tuple(delta.shape)}, expected 2-D")
@@ -212,7 +210,8 @@ class QuickFixEditProblem(BaseProblem):
         return self.problems[0].num_pairs
 
     def solve(self, lam: float | str | None = None) -> QuickFixEdit:
-        """The `QuickFixEdit` for one λ (`None`: 0.01, the authors' value; `"auto"`: `auto_lam`, chosen for this edit)."""
+        """The `QuickFixEdit` for one λ (`None`: 0.01, the authors' value; `"auto"`: `auto_lam`, chosen for this
+        edit)."""
         lam_auto = is_auto(lam)
         lam = self.chosen_lam() if lam_auto else check_lam(DEFAULT_LAM if lam is None else lam)
         return QuickFixEdit(layers=self.layers, deltas=tuple(problem.update(lam) for problem in self.problems),

@@ -31,9 +31,8 @@ def _context_length(text_encoder: nn.Module, tokenizer) -> int:
     config = getattr(text_encoder, "config", None)
     limit = getattr(config, "max_position_embeddings", None)
     if limit is not None and length > int(limit):
-        raise ValueError(
-            f"the tokenizer pads to {length} tokens but the text encoder reads at most {limit} (max_position_embeddings)"
-        )
+        raise ValueError(f"the tokenizer pads to {length} tokens but the text encoder reads at most {limit} "
+                         "(max_position_embeddings)")
     return length
 
 

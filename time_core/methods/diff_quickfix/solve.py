@@ -155,7 +155,8 @@ def prepare_quickfix(
     """
     K, V = quickfix_pairs(text_encoder, tokenizer, sources, destinations, augment, path)  # (N, d_in), (N, d_out)
     augment_preserve = augment if augment_preserve is None else augment_preserve
-    K_keep, V_keep = preservation_pairs(text_encoder, tokenizer, preserve, augment_preserve, path)  # (M, d_in), (M, d_out)
+    # (M, d_in), (M, d_out)
+    K_keep, V_keep = preservation_pairs(text_encoder, tokenizer, preserve, augment_preserve, path)
     weights, weight = None, 0.0
     if K_keep.shape[0]:
         weight = float(preserve_weight)

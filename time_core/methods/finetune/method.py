@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -72,7 +71,8 @@ class FinetuneProblem(BaseProblem):
             final = data_term(embed(encoders, self.tokens, self.penultimate).float(), targets, weights)
         edit = FinetuneEdit(
             weights={name: encoder.state_dict() for name, encoder in zip(self.components, encoders)},
-            request=self.request, lam=eta, iterations=self.iterations, learning_rate=self.learning_rate, initial_loss=self.initial_loss,
+            request=self.request, lam=eta, iterations=self.iterations, learning_rate=self.learning_rate,
+            initial_loss=self.initial_loss,
             final_loss=float(final), seconds=time.perf_counter() - start,
         )
         edit._encoders.update(zip(self.components, encoders))
