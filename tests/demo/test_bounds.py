@@ -11,7 +11,7 @@ import torch
 from helpers import pipeline_hash
 
 import time_core.demo as demo
-from time_core import Edit, EditFileError, PromptError
+from time_core import Edit, EditFileError, EditRequest, PromptError
 from time_core.presets import PromptPair
 
 PROMPTS = demo.PromptSet("a rose", "a blue rose", (PromptPair("a rose in a vase", "a blue rose in a vase"),),
@@ -75,7 +75,8 @@ def test_an_upload_is_checked_like_typed_input(tiny_runtime, tmp_path):
     eye = torch.eye(width, dtype=torch.float64)
 
     def upload(name, sources, destinations, preserve=()):
-        edit = Edit(M=eye, sources=sources, destinations=destinations, lam=0.1, preserve=preserve)
+        request = EditRequest(sources=sources, destinations=destinations, preserve=preserve)
+        edit = Edit(M=eye, request=request, lam=0.1)
         return runtime.load_edit(edit.save(tmp_path / f"{name}.safetensors"))
 
     assert upload("ok", ("a rose",), ("a blue rose",), ("a tulip",)).sources == ("a rose",)
@@ -107,7 +108,8 @@ def test_prompts_are_text_in_markdown_and_pop_ups():
 def test_edit_files_are_bounded_and_removed_at_close(tiny_runtime, tmp_path):
     runtime = bounded(tiny_runtime, tmp_path / "work", max_edit_files=2)
     runtime.workdir.mkdir()
-    edit = Edit(M=torch.eye(4, dtype=torch.float64), sources=("a",), destinations=("a b",), lam=0.1)
+    request = EditRequest(sources=("a",), destinations=("a b",))
+    edit = Edit(M=torch.eye(4, dtype=torch.float64), request=request, lam=0.1)
     paths = [runtime.save_edit(edit) for _ in range(4)]
     assert all(p.is_file() for p in paths[2:]) and not any(p.exists() for p in paths[:2])
     assert len(list(runtime.workdir.iterdir())) == 2
