@@ -174,7 +174,7 @@ def upload_edit(runtime: demo.DemoRuntime, path: str | None):
     except ValueError as error:
         _raise(error)
     session = demo.SessionEdits.from_edit(edit)
-    lam_text, keys = demo.format_lam(edit.lam), _edit_keys(edit.method, getattr(edit, "edit_keys", True))
+    lam_text, keys = demo.lam_text(edit.lam), _edit_keys(edit.method, getattr(edit, "edit_keys", True))
     gr.Info(f"loaded a {edit.method} edit of {len(edit.sources)} pair(s), λ = {lam_text}")
     return (session, session.stack_rows(), edit.sources[-1], edit.destinations[-1], lam_text,
             demo.log_from_lam(lam_text), keys, edit.augment, edit.method, edit.method, *[edit.auto_preserve] * 2)
@@ -210,7 +210,7 @@ def edit_controls(runtime: demo.DemoRuntime) -> SimpleNamespace:
         c.destination = gr.Textbox(start.destination, label="Destination prompt", placeholder="a pack of blue roses")
     with gr.Row(equal_height=True):
         c.lam_slider = gr.Slider(demo.LOG_LAM_MIN, demo.LOG_LAM_MAX, value=-1.0, step=0.05, label="log10 λ", scale=3)
-        c.lam_text = gr.Textbox(demo.format_lam(config.lam), label="λ", scale=1, min_width=90)
+        c.lam_text = gr.Textbox(demo.lam_text(config.lam), label="λ", scale=1, min_width=90)
     with gr.Row():
         c.edit_keys = gr.Checkbox(True, label="Edit keys too (K+V)")
         c.augment = gr.Checkbox(True, label="Augment prompts")

@@ -23,6 +23,7 @@ __all__ = [
     "DemoInputError",
     "GenerationSettings",
     "format_lam",
+    "lam_text",
     "lam_from_log",
     "lambda_grid",
     "log_from_lam",
@@ -97,6 +98,13 @@ def parse_lam(value: Any) -> float:
 def format_lam(lam: float) -> str:
     """λ as shown next to the slider: 3 significant digits (`0.1`, `3.16`, `1e+04`)."""
     return f"{lam:.3g}"
+
+
+def lam_text(lam: float) -> str:
+    """λ as a text field holds it, exactly: the shortest text that reads back as the same float (`0.12345`, `1000`),
+    so a λ put in the field (from an uploaded edit, a search) runs unchanged."""
+    text = repr(float(lam))
+    return text[:-2] if text.endswith(".0") else text
 
 
 def lam_from_log(log_lam: float) -> str:

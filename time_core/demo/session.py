@@ -11,9 +11,9 @@ from typing import Any
 
 from ..edit import BaseEdit, EditFileError
 from ..methods import DEFAULT_METHOD, BaseProblem, get_method, load_edit, prepare_edit
-from ..prompts import AUTO_PRESERVE, align_tokens, check_prompt
+from ..prompts import AUTO_PRESERVE, check_prompt
 from ..solver import check_lam
-from .inputs import format_lam
+from .inputs import lam_text
 
 __all__ = ["SessionEdits", "load_edit_file", "save_edit_file"]
 
@@ -46,9 +46,8 @@ class SessionEdits:
 
     def push(self, tokenizer, source: str, destination: str) -> SessionEdits:
         """Adds a pair to the stack, after checking with `tokenizer` (the pipeline's, or `DemoRuntime.tokenizer`) that
-        it aligns (raises `PromptError`); a repeat is ignored."""
-        pair = (check_prompt(source, "source"), check_prompt(destination, "destination"))
-        align_tokens(tokenizer, *pair)
+        the session's method takes it (`EditingMethod.check_pair`; raises `PromptError`); a repeat is ignored."""
+        pair = get_method(self.method).check_pair(tokenizer, source, destination)
         if pair in self.stack:
             return self
         return replace(self, stack=self.stack + (pair,))
@@ -121,7 +120,7 @@ def _slug(text: str, width: int = 40) -> str:
 def save_edit_file(edit: BaseEdit, directory: str | Path) -> Path:
     """Writes `edit` as a safetensors file with a descriptive name in a new folder under `directory`."""
     folder = Path(tempfile.mkdtemp(dir=directory))
-    name = f"{edit.method}-{_slug(edit.destinations[-1])}-lam{format_lam(edit.lam)}.safetensors"
+    name = f"{edit.method}-{_slug(edit.destinations[-1])}-lam{lam_text(edit.lam)}.safetensors"
     return edit.save(folder / name)
 
 

@@ -16,7 +16,7 @@ from ..methods import Edit
 from .debias_run import DebiasUpdate
 from .edit_run import EditUpdate
 from .images import ScoredImage
-from .inputs import format_lam
+from .inputs import format_lam, lam_text
 from .methods import METHOD_LABELS
 from .sweep_run import SweepUpdate
 
@@ -64,9 +64,10 @@ def edit_status(update: EditUpdate) -> str:
         mode += ", keys + values" if edit.edit_keys else ", values only"
     aug = "augmented" if edit.augment else "not augmented"
     pairs = len(edit.sources)
-    what = f"{pairs} pairs (multi-edit)" if pairs > 1 else "1 pair"
+    what = f'"{_plain(edit.sources[-1])}" → "{_plain(edit.destinations[-1])}"'
+    what += f" with {pairs - 1} stacked pair{'s' if pairs > 2 else ''} (multi-edit)" if pairs > 1 else ""
     total = len(update.original)
-    parts = [f"**λ = {format_lam(edit.lam)}**", what, mode, aug] + ([_preserved(edit)] if edit.preserve else [])
+    parts = [f"**λ = {lam_text(edit.lam)}**", what, mode, aug] + ([_preserved(edit)] if edit.preserve else [])
     parts.append(f"originals: {update.cached}/{total} from cache ({update.seconds.get('original', 0.0):.1f} s)")
     if update.edited is None:
         parts.append("edited: generating…")
@@ -217,7 +218,7 @@ def debias_found(update: DebiasUpdate) -> tuple[str, str, str] | None:
     """`(source, destination, λ text)` of the TIME edit a search found, for the Edit tab; `None` before one is."""
     if update.result is None or update.result.lam is None:
         return None
-    return update.entry.source, update.entry.destination, format_lam(update.result.lam)
+    return update.entry.source, update.entry.destination, lam_text(update.result.lam)
 
 
 def debias_status(update: DebiasUpdate) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from ..edit import BaseEdit
+from ..prompts import check_prompt, token_ids
 
 __all__ = ["BaseProblem", "EditingMethod"]
 
@@ -59,6 +60,14 @@ class EditingMethod(ABC):
         if auto_preserve and "auto_preserve" not in self.features:
             problems.append(f"--preserve auto is not available for {self.name}; list the prompts to keep")
         return problems
+
+    def check_pair(self, tokenizer, source: str, destination: str) -> tuple[str, str]:
+        """The pair stripped, or `PromptError` when the method cannot take it (checked before anything is encoded,
+        e.g. when a pair is stacked): an empty or over-long prompt. Methods with further conditions extend it."""
+        pair = (check_prompt(source, "source"), check_prompt(destination, "destination"))
+        for prompt in pair:
+            token_ids(tokenizer, prompt)
+        return pair
 
     @abstractmethod
     def prepare(

@@ -18,7 +18,15 @@ import torch
 from ..attention import install_split_processors, split_key_value
 from ..edit import BaseEdit, EditFileError, read_auto_preserve, read_flag
 from ..models import TextConditioning, check_architecture, cross_attention_layers, model_id, text_width
-from ..prompts import as_prompts, augment_pairs, build_pairs, check_preserve_weight, is_auto_preserve, preserve_prompts
+from ..prompts import (
+    align_tokens,
+    as_prompts,
+    augment_pairs,
+    build_pairs,
+    check_preserve_weight,
+    is_auto_preserve,
+    preserve_prompts,
+)
 from ..solver import EditSystem, build_system, check_lam, cross_validated_lam, is_auto
 from .base import BaseProblem, EditingMethod
 
@@ -227,6 +235,12 @@ class TimeMethod(EditingMethod):
     edit_class: ClassVar[type[BaseEdit]] = Edit
     summary: ClassVar[str] = "TIME (Orgad et al., ICCV 2023): UNet cross-attention keys and values"
     features: ClassVar[frozenset[str]] = frozenset({"values_only", "auto_preserve", "auto_lam"})
+
+    def check_pair(self, tokenizer, source: str, destination: str) -> tuple[str, str]:
+        """As `EditingMethod.check_pair`, and the destination must contain the source's tokens in order."""
+        pair = super().check_pair(tokenizer, source, destination)
+        align_tokens(tokenizer, *pair)
+        return pair
 
     def prepare(
         self,
