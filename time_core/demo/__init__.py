@@ -26,6 +26,7 @@ for update in demo.run_edit(runtime, demo.SessionEdits(), prompts, lam=0.1, sett
 """
 
 from ..evaluation.search import LOG_LAM_MAX, LOG_LAM_MIN
+from .background import ExampleTask, GridRenderer, renderer_of
 from .cache import OriginalCache
 from .config import DEFAULT_SD_MODEL, FAMILIES, TOY, DemoConfig, add_cli_arguments, config_from_cli, resolve_model
 from .debias_run import DebiasUpdate, run_debias
@@ -48,8 +49,11 @@ from .inputs import (
     parse_test_prompts,
 )
 from .methods import DEMO_METHODS, METHOD_LABELS, MethodFields, method_choices, method_fields, parse_method
-from .prompt_sets import TEST_HEADERS, PromptSet, debias_entry, edit_examples, preset_choices, preset_prompts
+from .prompt_sets import TEST_HEADERS, PromptSet, debias_entry, example_prompts, preset_choices, preset_prompts
+from .grid import ImageFiles, comparison_html, row_verdict
+from .live import LIVE_LOG_STEP, EditRequest, live_lams, preview_rows, run_live
 from .runtime import DemoRuntime
+from .turns import PipelineTurns
 from .session import SessionEdits, load_edit_file, save_edit_file
 from .sweep_run import SweepPoint, SweepUpdate, run_sweep
 from .views import (
@@ -81,7 +85,13 @@ __all__ = [
     "SWEEP_MIN_COUNT",
     "TEST_HEADERS",
     "TOY",
+    "LIVE_LOG_STEP",
     "DebiasUpdate",
+    "EditRequest",
+    "ExampleTask",
+    "GridRenderer",
+    "ImageFiles",
+    "PipelineTurns",
     "DemoConfig",
     "DemoInputError",
     "DemoRuntime",
@@ -95,14 +105,20 @@ __all__ = [
     "SweepPoint",
     "SweepUpdate",
     "add_cli_arguments",
+    "comparison_html",
     "config_from_cli",
+    "live_lams",
+    "preview_rows",
+    "row_verdict",
+    "renderer_of",
+    "run_live",
     "debias_entry",
     "debias_found",
     "debias_search_rows",
     "debias_status",
     "debias_test_rows",
     "edit_details",
-    "edit_examples",
+    "example_prompts",
     "edit_status",
     "edited_images",
     "format_lam",

@@ -19,6 +19,7 @@ from ..presets import DebiasEntry
 from .images import ProgressFn, StageProgress, edited_images, original_images
 from .inputs import DemoInputError, GenerationSettings, format_lam, parse_log_lam_range, parse_number
 from .runtime import DemoRuntime
+from .turns import LONG
 
 __all__ = ["DebiasUpdate", "ShareAtLambda", "TestShare", "run_debias"]
 
@@ -47,9 +48,10 @@ class ShareAtLambda:
         self.last_labels: list[str] = []
 
     def __call__(self, lam: float) -> float:
-        images = edited_images(self.runtime, [self.prompt], self.settings, self.solve(lam), self.progress)[0]
+        images = edited_images(self.runtime, [self.prompt], self.settings, self.solve(lam), self.progress, LONG)[0]
         self.last_images = list(images)
-        self.last_labels = list(self.classify(images))
+        with self.runtime.turns.turn(LONG):  # the classifier is shared too
+            self.last_labels = list(self.classify(images))
         return attribute_share(self.last_labels, self.attribute)
 
 
@@ -129,14 +131,16 @@ def run_debias(
     iterations = parse_number(max_iterations, "search iterations", integer=True, minimum=1, maximum=20)
 
     start = time.perf_counter()
-    problem = prepare_edit(runtime.pipe, entry.source, entry.destination, method=method)
+    with runtime.turns.turn(LONG):
+        problem = prepare_edit(runtime.pipe, entry.source, entry.destination, method=method)
     classify = functools.partial(runtime.debias_classifier.labels, classes=entry.classes, attributes=entry.attributes)
     attribute = entry.attributes[0]
     phases = iterations + 2  # originals, search steps, tests
 
     validation_images, _ = original_images(runtime, entry.validation, settings,
-                                           StageProgress(progress, 0.0, 1 / phases, "validation prompt, original"))
-    labels = list(classify(validation_images[0]))
+                                           StageProgress(progress, 0.0, 1 / phases, "validation prompt, original"), LONG)
+    with runtime.turns.turn(LONG):
+        labels = list(classify(validation_images[0]))
     original_share = attribute_share(labels, attribute)
     update = functools.partial(DebiasUpdate, entry=entry, target=target, original_share=original_share)
     validation = _labelled(validation_images[0], labels, "original · ")
@@ -179,11 +183,12 @@ def _test_shares(runtime: DemoRuntime, entry: DebiasEntry, settings: GenerationS
     """F_p of every test prompt before and after `edit` (`None`: no edit helps), with the labelled images."""
     attribute = entry.attributes[0]
     tests = list(entry.tests)
-    originals, _ = original_images(runtime, tests, settings, progress)
-    edited = originals if edit is None else edited_images(runtime, tests, settings, edit, progress)
+    originals, _ = original_images(runtime, tests, settings, progress, LONG)
+    edited = originals if edit is None else edited_images(runtime, tests, settings, edit, progress, LONG)
     shares, test_original, test_edited = [], [], []
     for prompt, before, after in zip(tests, originals, edited):
-        labels_before, labels_after = list(classify(before)), list(classify(after))
+        with runtime.turns.turn(LONG):
+            labels_before, labels_after = list(classify(before)), list(classify(after))
         shares.append(TestShare(prompt, attribute_share(labels_before, attribute),
                                 attribute_share(labels_after, attribute)))
         test_original += _labelled(before, labels_before, f"{prompt} · ")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from ..evaluation.classifiers import ClipClassifier, ColourClassifier
 from .cache import OriginalCache
 from .config import TOY, DemoConfig
 from .inputs import GenerationSettings, parse_settings
+from .turns import PipelineTurns
 
 __all__ = ["DemoRuntime"]
 
@@ -30,6 +31,11 @@ class DemoRuntime:
         tokenizer (*optional*): what the light events that run beside a generation (a pair's token check) tokenize
             with; by default a private copy of `pipe.tokenizer`. A fast tokenizer keeps per-call padding and
             truncation settings, so a call from another thread can change what the pipeline's own call returns.
+        turns (`PipelineTurns`, *optional*): who runs the pipeline next (one chunk of one job at a time).
+        edited_cache (`OriginalCache`, *optional*): scored images of the edited model, keyed by the edit's request,
+            λ, prompt, seed and settings: a λ seen before (on the slider, in an example) costs nothing.
+        problems (`OriginalCache`, *optional*): prepared problems (one factorisation serves every λ) by request.
+        renderer (*optional*): the background worker, started on first use (`background.renderer_of`).
     """
 
     pipe: Any
@@ -38,10 +44,16 @@ class DemoRuntime:
     cache: OriginalCache
     workdir: Path
     tokenizer: Any = None
+    turns: PipelineTurns = field(default_factory=PipelineTurns)
+    edited_cache: OriginalCache | None = None
+    problems: OriginalCache = field(default_factory=lambda: OriginalCache(64))
+    renderer: Any = None  # the background `GridRenderer` (`time_core.demo.background.renderer_of`)
 
     def __post_init__(self) -> None:
         if self.tokenizer is None:
             self.tokenizer = copy.deepcopy(self.pipe.tokenizer)
+        if self.edited_cache is None:
+            self.edited_cache = OriginalCache(self.cache.max_items)
 
     @classmethod
     def load(cls, config: DemoConfig, device: str | None = None) -> DemoRuntime:
@@ -76,6 +88,16 @@ class DemoRuntime:
     def debias_classifier(self) -> ColourClassifier | ClipClassifier:
         """What labels debiasing images: the colour reader on the Shapes world, CLIP between the classes otherwise."""
         return ColourClassifier() if self.config.family == TOY else self.classifier
+
+    @property
+    def image_format(self) -> str:
+        """How the page sends images: lossless PNG for the small toy images, WebP for Stable Diffusion's."""
+        return "png" if self.config.family == TOY else "webp"
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        """The most tokens a prompt may have (the text encoder's window, without its start and end tokens)."""
+        return int(self.tokenizer.model_max_length) - 2
 
     @property
     def model_label(self) -> str:

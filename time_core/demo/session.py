@@ -92,6 +92,14 @@ class SessionEdits:
         return prepare_edit(pipe, list(sources), list(destinations), edit_keys=edit_keys, augment=augment,
                             preserve=preserve, preserve_weight=self.preserve_weight, method=self.method)
 
+    def request(self, prompts, settings, edit_keys: bool = True, augment: bool = True):
+        """The `EditRequest` of a run of `prompts` (a `PromptSet`: the current pair and its rows) with this stack."""
+        from .live import EditRequest
+
+        sources, destinations = self.pairs(prompts.source, prompts.destination)
+        return EditRequest(self.method, sources, destinations, bool(edit_keys), bool(augment), tuple(self.preserve),
+                           float(self.preserve_weight), bool(self.auto_preserve), tuple(prompts.rows()), settings)
+
     def build(self, pipe, source: str, destination: str, lam: float, edit_keys: bool = True,
               augment: bool = True) -> BaseEdit:
         """The multi-edit of the stack plus the current pair, for one λ."""

@@ -14,6 +14,7 @@ from .inputs import DemoInputError, GenerationSettings, format_lam
 from .prompt_sets import PromptSet
 from .runtime import DemoRuntime
 from .session import SessionEdits
+from .turns import LONG
 
 __all__ = ["SweepPoint", "SweepUpdate", "run_sweep"]
 
@@ -75,7 +76,8 @@ def run_sweep(
     progress: ProgressFn | None = None,
 ) -> Iterator[SweepUpdate]:
     """Sweeps λ for one edit: ONE text encoding and eigendecomposition (`prepare_edit`), `.solve(λ)` per value, the
-    original images from the cache; yields after the originals and after every λ.
+    original images from the cache; yields after the originals and after every λ. It takes turns on the pipeline as a
+    long job (`time_core.demo.turns.LONG`): an edit arriving meanwhile waits for one small chunk at most.
 
     Args:
         lams (`Sequence[float]`): the λ values (see `lambda_grid`).
@@ -85,7 +87,8 @@ def run_sweep(
     if not lams:
         raise DemoInputError("sweep: no λ values")
     prompts.check_test_prompts()
-    problem = session.prepare(runtime.pipe, prompts.source, prompts.destination, edit_keys, augment)
+    with runtime.turns.turn(LONG):
+        problem = session.prepare(runtime.pipe, prompts.source, prompts.destination, edit_keys, augment)
     rows = prompts.rows()
     texts = [prompt for _, prompt, _ in rows]
     seeds = settings.seeds
@@ -94,8 +97,8 @@ def run_sweep(
     start = time.perf_counter()
     steps_total = len(lams) + 1
     originals, _ = original_images(runtime, texts, settings, StageProgress(progress, 0.0, 1 / steps_total,
-                                                                              "original model"))
-    original = score_images(runtime, rows, originals, seeds)
+                                                                              "original model"), LONG)
+    original = score_images(runtime, rows, originals, seeds, LONG)
     original_scores = scores_of(original, len(seeds))
     original_strip = tuple(original[i * len(seeds)] for i in strip_index)
     points: list[SweepPoint] = []
@@ -103,7 +106,7 @@ def run_sweep(
     for k, lam in enumerate(lams):
         edit = problem.solve(lam)
         report = StageProgress(progress, (k + 1) / steps_total, 1 / steps_total, f"λ = {format_lam(lam)}")
-        edited = score_images(runtime, rows, edited_images(runtime, texts, settings, edit, report), seeds)
+        edited = score_images(runtime, rows, edited_images(runtime, texts, settings, edit, report, LONG), seeds, LONG)
         strip = tuple(edited[i * len(seeds)] for i in strip_index)
         points.append(SweepPoint(lam, scores_of(edited, len(seeds)), strip))
         yield SweepUpdate(lams, tuple(points), original_scores, original_strip, time.perf_counter() - start)

@@ -1,6 +1,6 @@
-"""What the demo page says: its description, the help of each tab, and its stylesheet."""
+"""What the demo page says: its description and the help of each tab (the stylesheet is `ui/style.css`)."""
 
-__all__ = ["CSS", "DEBIAS_HELP", "DESCRIPTION", "EDIT_HELP", "PAPER", "SWEEP_HELP"]
+__all__ = ["DEBIAS_HELP", "DESCRIPTION", "EDIT_HELP", "PAPER", "SWEEP_HELP"]
 
 PAPER = "https://arxiv.org/abs/2303.08084"
 DESCRIPTION = f"""\
@@ -26,11 +26,4 @@ DEBIAS_HELP = """\
 Debiasing (paper Sec. 5.5, App. H.2): F_p is the share of a prompt's images classified as the first attribute. A
 binary search over log λ on the **validation** prompt looks for the λ whose F_p is within 10% (relative) of the target,
 then F_p is measured before and after the edit on five held-out **test** prompts.
-"""
-CSS = """
-.gallery-panel .grid-container { grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)) !important; }
-.gallery-panel .caption-label { font-size: 11px; padding: 1px 4px; max-width: calc(100% - 8px); }
-#status-line p { margin: 0; }
-#model-line p { margin: 0; font-size: 0.9em; }
-footer { display: none !important; }
 """

@@ -69,7 +69,11 @@ def edit_status(update: EditUpdate) -> str:
     total = len(update.original)
     parts = [f"**λ = {lam_text(edit.lam)}**", what, mode, aug] + ([_preserved(edit)] if edit.preserve else [])
     parts.append(f"originals: {update.cached}/{total} from cache ({update.seconds.get('original', 0.0):.1f} s)")
-    if update.edited is None:
+    if update.stage == "preview":
+        shown = sum(image is not None for image in update.edited)
+        parts.append(f"edited: {shown}/{total} shown at once ({update.seconds.get('preview', 0.0):.1f} s), "
+                     "the rest rendering…")
+    elif update.edited is None:
         parts.append("edited: generating…")
     else:
         parts.append(f"edited: {update.seconds.get('edited', 0.0):.1f} s")
@@ -105,7 +109,7 @@ def edit_details(update: EditUpdate) -> dict[str, Any]:
     for k, original in enumerate(update.original):
         item = {"role": original.role, "prompt": original.prompt, "destination": original.destination,
                 "seed": original.seed, "p_destination_original": round(original.p_destination, 4)}
-        if update.edited is not None:
+        if update.edited is not None and update.edited[k] is not None:
             item["p_destination_edited"] = round(update.edited[k].p_destination, 4)
         images.append(item)
     return {
