@@ -88,7 +88,7 @@ def edit_tab(runtime: demo.DemoRuntime) -> SimpleNamespace:
                     c.size = gr.Number(runtime.default_size, label=f"Size (≤ {config.max_size})", precision=0,
                                        step=runtime.size_step)
         with gr.Column(scale=3, min_width=320):
-            with gr.Accordion("Edit stack, download, upload", open=False):
+            with gr.Accordion("Download (edit file, LoRA), upload, edit stack", open=False):
                 gr.Markdown("Stacked edits are applied together with the current one, as one multi-edit.")
                 c.stack = gr.Dataframe([], headers=["#", "source", "destination"], type="array", interactive=False,
                                        label="Stacked edits")
@@ -97,6 +97,12 @@ def edit_tab(runtime: demo.DemoRuntime) -> SimpleNamespace:
                     c.undo = gr.Button("Undo", size="sm")
                     c.reset = gr.Button("Reset", size="sm", variant="stop")
                 c.edit_file = gr.File(label="Current edit (.safetensors)", interactive=False)
+                with gr.Row(equal_height=True):
+                    c.lora_format = gr.Radio([(label, key) for key, label in demo.LORA_FORMATS.items()],
+                                             value="peft", label="LoRA format", scale=3)
+                    c.lora_run = gr.Button("Export as LoRA", size="sm", scale=1)
+                c.lora_report = gr.Markdown("", elem_id="lora-report")
+                c.lora_file = gr.File(label="Current edit as a LoRA (.safetensors)", interactive=False)
                 c.upload = gr.File(label="Upload an edit file (.safetensors from this page or time-edit)",
                                    file_types=[".safetensors"], type="filepath")
     c.live = gr.State(None)  # the last edit's request: what the slider shows at another λ
@@ -140,6 +146,9 @@ def wire_edit(runtime: demo.DemoRuntime, ui) -> None:
                       e.method, s.method, e.auto_preserve, s.auto_preserve]
     listen([e.upload.upload], stack.upload, runtime, ui, e, [e.upload], upload_outputs, api_name="upload",
            api_inputs=[e.upload], api_outputs=upload_outputs, **LIGHT)
+    listen([e.lora_run.click], stack.export_lora, runtime, ui, e, [e.lora_format, ui.session],
+           [e.lora_file, e.lora_report], api_name="lora", api_inputs=[e.lora_format, ui.session],
+           api_outputs=[e.lora_file, e.lora_report], **HEAVY)
     method_outputs = [e.method, s.method, e.lam_text, e.lam_slider, e.edit_keys]
     listen([e.method.input], stack.on_edit_method, runtime, ui, e, [e.method], method_outputs, **LIGHT)
     listen([s.method.input], stack.on_sweep_method, runtime, ui, s, [s.method], method_outputs, **LIGHT)

@@ -10,7 +10,7 @@ import gradio as gr
 
 import time_core.demo as demo
 
-__all__ = ["on_edit_method", "on_example", "on_preset", "on_sweep_method", "push", "reset", "undo", "upload", "use_debias_edit"]
+__all__ = ["export_lora", "on_edit_method", "on_example", "on_preset", "on_sweep_method", "push", "reset", "undo", "upload", "use_debias_edit"]
 
 
 def edit_keys_box(method: str, value: bool = True) -> gr.Checkbox:
@@ -81,6 +81,12 @@ def upload(runtime, ui, v: dict, progress=None) -> Iterator[dict]:
            e.edit_keys: edit_keys_box(edit.method, getattr(edit, "edit_keys", True)), e.augment: edit.augment,
            e.method: edit.method, s.method: edit.method, e.auto_preserve: edit.auto_preserve,
            s.auto_preserve: edit.auto_preserve}
+
+
+def export_lora(runtime, ui, v: dict, progress=None) -> Iterator[dict]:
+    """The session's last edit as a LoRA file in the chosen format, with the export's error report."""
+    path, report = demo.export_session_lora(runtime, v[ui.session].edit, v[ui.edit.lora_format])
+    yield {ui.edit.lora_file: str(path), ui.edit.lora_report: report}
 
 
 def use_debias_edit(runtime, ui, v: dict, progress=None) -> Iterator[dict]:

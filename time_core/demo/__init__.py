@@ -50,6 +50,7 @@ from .inputs import (
 )
 from .methods import DEMO_METHODS, METHOD_LABELS, MethodFields, method_choices, method_fields, parse_method
 from .prompt_sets import TEST_HEADERS, PromptSet, debias_entry, example_prompts, preset_choices, preset_prompts
+from .exports import LORA_FORMATS, export_session_lora, foreign_file_message
 from .grid import ImageFiles, comparison_html, row_verdict
 from .live import LIVE_LOG_STEP, EditRequest, live_lams, preview_rows, run_live
 from .runtime import DemoRuntime
@@ -86,6 +87,7 @@ __all__ = [
     "TEST_HEADERS",
     "TOY",
     "LIVE_LOG_STEP",
+    "LORA_FORMATS",
     "DebiasUpdate",
     "EditRequest",
     "ExampleTask",
@@ -119,6 +121,8 @@ __all__ = [
     "debias_test_rows",
     "edit_details",
     "example_prompts",
+    "export_session_lora",
+    "foreign_file_message",
     "edit_status",
     "edited_images",
     "format_lam",

@@ -13,6 +13,7 @@ from ..edit import BaseEdit, EditFileError
 from ..methods import DEFAULT_METHOD, BaseProblem, get_method, load_edit, prepare_edit
 from ..prompts import AUTO_PRESERVE, check_prompt
 from ..solver import check_lam
+from .exports import check_edit_file
 from .inputs import lam_text
 
 __all__ = ["SessionEdits", "load_edit_file", "save_edit_file"]
@@ -136,7 +137,8 @@ def load_edit_file(path: str | Path, pipe, max_bytes: int) -> BaseEdit:
     """Reads an uploaded edit file (of any registered method) and checks that it fits the loaded model.
 
     Raises:
-        `EditFileError`: too large, corrupt, not an edit file, or computed for another text width.
+        `EditFileError`: too large, corrupt, not an edit file (a LoRA or another safetensors file is named as such,
+            with what to do), or computed for another text width.
     """
     path = Path(path)
     if not path.is_file():
@@ -144,6 +146,9 @@ def load_edit_file(path: str | Path, pipe, max_bytes: int) -> BaseEdit:
     size = path.stat().st_size
     if size > max_bytes:
         raise EditFileError(f"{path.name} is {size / 1e6:.1f} MB; edit files may be at most {max_bytes / 1e6:.1f} MB")
-    edit = load_edit(path)
+    try:
+        edit = load_edit(path)
+    except EditFileError as error:  # a LoRA or another safetensors file: say what it is and what to do
+        raise check_edit_file(path, error) from error
     edit.check_compatible(pipe)
     return edit
