@@ -38,10 +38,10 @@ def warm_examples(runtime: demo.DemoRuntime) -> None:
     each example show their results at once."""
     settings = runtime.settings()
     jobs = []
-    for source, destination, lam, _ in edit_tab.examples(runtime.config.family):
+    for source, destination, lam, _, auto_preserve in edit_tab.examples(runtime.config.family):
         prompts = demo.example_prompts(runtime.config.family, source, destination)
         prompts = prompts or demo.PromptSet(source, destination)
-        jobs.append(demo.ExampleTask(runtime, prompts, demo.parse_lam(lam), settings))
+        jobs.append(demo.ExampleTask(runtime, prompts, demo.parse_lam_or_auto(lam), settings, auto_preserve))
     renderer_of(runtime).submit(runtime, jobs)
 
 
@@ -63,7 +63,8 @@ def build_demo(runtime: demo.DemoRuntime) -> gr.Blocks:
         edit_tab.wire_edit(runtime, ui)
         study_tabs.wire_studies(runtime, ui)
         e = ui.edit  # the first page shows the default example's results (rendered at start-up) without a click
-        outputs = [e.grid, e.scores, e.status, e.details, e.edit_file, ui.session, e.live, e.error, e.stale]
+        outputs = [e.grid, e.scores, e.status, e.details, e.edit_file, ui.session, e.live, e.knob, e.lam_slider,
+                   e.error, e.stale]
         app.load(functools.partial(on_page, edit, runtime, ui, e.error, e.stale, outputs),
                  set(edit_tab.edit_inputs(ui)), outputs, api_name=False, **HEAVY)
     return app.queue(max_size=64)

@@ -17,22 +17,32 @@ from .wiring import HEAVY, LIGHT, LIVE, listen
 __all__ = ["edit_inputs", "edit_tab", "examples", "method_controls", "wire_edit"]
 
 EXAMPLES = Path(__file__).with_name("examples.json")
+# On a phone the results come under the controls: show them as soon as an edit starts.
+SCROLL_JS = "() => { if (window.innerWidth < 800) document.querySelector('#edit-results').scrollIntoView(); }"
 STALE_JS = "() => '<div class=\"stale-note\">stale: an input changed since these results; press Edit and generate</div>'"
 
 
-def method_controls() -> tuple[gr.Radio, gr.Checkbox]:
-    """The editing method (the Edit and λ sweep tabs each have one; choosing on either sets both) and its switch."""
+def method_controls(auto_preserve: bool = True) -> tuple[gr.Radio, gr.Checkbox]:
+    """The editing method (the Edit and λ sweep tabs each have one; choosing on either sets both) and its switch (on:
+    the knob-free edit is the page's default)."""
     with gr.Row(equal_height=True):
         method = gr.Radio(demo.method_choices(), value=demo.parse_method(None), label="Method", scale=3,
                           info="the edit stack is solved with the method of each run")
-        auto = gr.Checkbox(False, label="Automatic preservation", scale=1, info="keep the attribute's other values")
+        auto = gr.Checkbox(auto_preserve, label="Automatic preservation", scale=1,
+                           info="keep the attribute's other values")
     return method, auto
 
 
 def examples(family: str) -> list[list]:
-    """The examples of a model family, `[source, destination, λ, log10 λ]` (the last moves the slider)."""
+    """The examples of a model family, `[source, destination, λ, log10 λ, automatic preservation]` (log10 λ moves
+    the slider; the knob-free edit's λ `"auto"` leaves it at the paper's λ until the edit chooses one)."""
     rows = json.loads(EXAMPLES.read_text())[family]
-    return [[source, destination, lam, demo.log_from_lam(lam)] for source, destination, lam in rows]
+    return [[source, destination, lam, slider_position(lam), auto] for source, destination, lam, auto in rows]
+
+
+def slider_position(lam: str) -> float:
+    """The log10 λ slider's position for a λ field's text (`"auto"`: the paper's λ, until an edit chooses one)."""
+    return demo.log_from_lam(demo.PAPER_LAM if lam == demo.AUTO_LAM else lam)
 
 
 def edit_tab(runtime: demo.DemoRuntime) -> SimpleNamespace:
@@ -45,16 +55,22 @@ def edit_tab(runtime: demo.DemoRuntime) -> SimpleNamespace:
         with gr.Column(scale=2, min_width=320):
             c.preset = gr.Dropdown(choices, value=choices[0][1], label="Preset", filterable=True,
                                    info=f"{len(choices)} edits; type to search")
-            c.method, c.auto_preserve = method_controls()
+            c.method, c.auto_preserve = method_controls(auto_preserve=True)
             with gr.Row():
                 c.source = gr.Textbox(start.source, label="Source prompt", placeholder="a pack of roses", info=limit)
                 c.destination = gr.Textbox(start.destination, label="Destination prompt", info=limit,
                                            placeholder="a pack of blue roses")
             with gr.Row(equal_height=True):
-                c.lam_slider = gr.Slider(demo.LOG_LAM_MIN, demo.LOG_LAM_MAX, value=demo.log_from_lam(config.lam),
+                c.lam_slider = gr.Slider(demo.LOG_LAM_MIN, demo.LOG_LAM_MAX, value=slider_position(demo.AUTO_LAM),
                                          step=demo.LIVE_LOG_STEP, label="log10 λ", scale=3,
                                          info="after an edit, moving it shows that λ at once")
-                c.lam_text = gr.Textbox(demo.lam_text(config.lam), label="λ", scale=1, min_width=90)
+                c.lam_text = gr.Textbox(demo.AUTO_LAM, label="λ", scale=1, min_width=90,
+                                        placeholder="a number, or auto")
+            c.knob = gr.Markdown("", elem_id="knob-note")
+            with gr.Row():
+                c.knob_free = gr.Button("knob-free (λ chosen per edit)", size="sm", elem_id="knob-free")
+                c.paper = gr.Button(f"paper's TIME (λ = {demo.lam_text(demo.PAPER_LAM)})", size="sm",
+                                    elem_id="paper-time")
             with gr.Row():
                 c.edit_keys = gr.Checkbox(True, label="Edit keys too (K+V)")
                 c.augment = gr.Checkbox(True, label="Augment prompts")
@@ -68,7 +84,8 @@ def edit_tab(runtime: demo.DemoRuntime) -> SimpleNamespace:
                                     label="Scores (%, mean ± std over seeds)", elem_id="scores", wrap=True)
             with gr.Accordion("Details (JSON)", open=False):
                 c.details = gr.JSON(label="edit, scores and P(destination) of every image")
-            c.examples = gr.Examples(examples(config.family), [c.source, c.destination, c.lam_text, c.lam_slider],
+            c.examples = gr.Examples(examples(config.family), [c.source, c.destination, c.lam_text, c.lam_slider,
+                                                               c.auto_preserve],
                                      label="Examples (click one: its results show)", cache_examples=False)
             c.original = gr.Gallery(label="original model", visible=False, format=runtime.image_format)  # for the API
             c.edited = gr.Gallery(label="edited model", visible=False, format=runtime.image_format)
@@ -102,7 +119,8 @@ def edit_tab(runtime: demo.DemoRuntime) -> SimpleNamespace:
                                              value="peft", label="LoRA format", scale=3)
                     c.lora_run = gr.Button("Export as LoRA", size="sm", scale=1)
                 c.lora_report = gr.Markdown("", elem_id="lora-report")
-                c.lora_file = gr.File(label="Current edit as a LoRA (.safetensors)", interactive=False)
+                c.lora_file = gr.File(label="Current edit as a LoRA (.safetensors)", interactive=False,
+                                      elem_id="lora-file")
                 c.upload = gr.File(label="Upload an edit file (.safetensors from this page or time-edit)",
                                    file_types=[".safetensors"], type="filepath")
     c.live = gr.State(None)  # the last edit's request: what the slider shows at another λ
@@ -122,18 +140,23 @@ def wire_edit(runtime: demo.DemoRuntime, ui) -> None:
            **LIGHT)
     fields = edit_inputs(ui)
     api_outputs = [e.original, e.edited, e.scores, e.status, e.details, e.edit_file, ui.session, e.live]
-    page_outputs = [e.grid, e.scores, e.status, e.details, e.edit_file, ui.session, e.live]
+    page_outputs = [e.grid, e.scores, e.status, e.details, e.edit_file, ui.session, e.live, e.knob, e.lam_slider]
+    mode_outputs = [e.lam_text, e.lam_slider, e.method, s.method, e.auto_preserve, s.auto_preserve, e.edit_keys]
     example = listen([e.examples.load_input_event.then], stack.on_example, runtime, ui, e, [e.source, e.destination],
                      [e.tests], **LIGHT)
-    listen([e.run.click, e.source.submit, e.destination.submit, example[0].then], handlers.edit,
+    modes = [listen([button.click], run, runtime, ui, e, [ui.session], mode_outputs, **LIGHT)[0]
+             for button, run in ((e.knob_free, stack.use_knob_free), (e.paper, stack.use_paper_time))]
+    listen([e.run.click, e.source.submit, e.destination.submit, example[0].then, *(m.then for m in modes)],
+           handlers.edit,
            runtime, ui, e, [*fields, e.live], page_outputs, api_name="edit", api_inputs=fields,
            api_outputs=api_outputs, scroll_to_output=True, **HEAVY)
-    live_outputs = [e.grid, e.status, e.scores, e.details]
+    live_outputs = [e.grid, e.status, e.scores, e.details, e.knob]
     listen([e.lam_slider.release], handlers.live_from_slider, runtime, ui, e, [e.lam_slider, e.live],
            [e.lam_text, *live_outputs], **LIVE)
     listen([e.lam_text.submit], handlers.live_from_text, runtime, ui, e, [e.lam_text, e.live],
            [e.lam_slider, *live_outputs], api_name="live", api_inputs=[e.lam_text, e.live],
            api_outputs=[e.lam_slider, *live_outputs], **LIVE)
+    e.run.click(None, None, None, js=SCROLL_JS, api_name=False, queue=False)
     for box in (e.source, e.destination, e.tests, e.num_seeds, e.first_seed, e.steps, e.guidance, e.size):
         box.input(None, None, e.stale, js=STALE_JS, api_name=False, queue=False)
     listen([e.push.click], stack.push, runtime, ui, e, [e.source, e.destination, e.method, ui.session],

@@ -44,7 +44,8 @@ def _edit_outputs(runtime, ui, update: demo.EditUpdate, edit_file, session) -> d
     edited = [] if update.edited is None else demo.gallery_items(update.edited)
     return {e.original: demo.gallery_items(update.original), e.edited: edited, e.scores: demo.scores_rows(update.scores),
             e.status: demo.edit_status(update), e.details: demo.edit_details(update), e.edit_file: edit_file,
-            ui.session: session, e.grid: grid_update(ui, update)}
+            ui.session: session, e.grid: grid_update(ui, update), e.knob: demo.knob_note(update),
+            **({e.lam_slider: demo.log_from_lam(update.edit.lam)} if update.edit.lam_auto else {})}
 
 
 @gpu(duration=60)  # the largest Edit click SD's limits allow: 47 s on an A100 (docs/demo.md)
@@ -53,7 +54,7 @@ def edit(runtime: demo.DemoRuntime, ui, v: dict, progress=None) -> Iterator[dict
     background renders the λ grid of its preview rows, so the slider answers from the cache."""
     e = ui.edit
     session = v[ui.session].with_method(demo.parse_method(v[e.method]), bool(v[e.auto_preserve]))
-    lam = demo.parse_lam(v[e.lam_text])
+    lam = demo.parse_lam_or_auto(v[e.lam_text])
     settings = runtime.settings(v[e.num_seeds], v[e.first_seed], v[e.steps], v[e.guidance], v[e.size])
     prompts = demo.PromptSet.from_fields(v[e.source], v[e.destination], v[e.tests])
     updates = demo.run_edit(runtime, session, prompts, lam, settings, bool(v[e.edit_keys]), bool(v[e.augment]),
@@ -64,7 +65,7 @@ def edit(runtime: demo.DemoRuntime, ui, v: dict, progress=None) -> Iterator[dict
     for update in itertools.chain([update], updates):
         outputs = _edit_outputs(runtime, ui, update, edit_file, session)
         if update.stage == "edited":
-            renderer_of(runtime).schedule_grid(update.request, lam, replaces=v.get(e.live))
+            renderer_of(runtime).schedule_grid(update.request, update.edit.lam, replaces=v.get(e.live))
             outputs[e.live] = update.request
         yield outputs
 
@@ -75,7 +76,8 @@ def _live(runtime: demo.DemoRuntime, ui, request, lam: float) -> Iterator[dict]:
         return
     for update in demo.run_live(runtime, request, lam):
         yield {e.grid: grid_update(ui, update), e.status: demo.edit_status(update),
-               e.scores: demo.scores_rows(update.scores), e.details: demo.edit_details(update)}
+               e.scores: demo.scores_rows(update.scores), e.details: demo.edit_details(update),
+               e.knob: demo.knob_note(update)}
 
 
 def live_from_slider(runtime: demo.DemoRuntime, ui, v: dict, progress=None) -> Iterator[dict]:

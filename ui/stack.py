@@ -89,6 +89,23 @@ def export_lora(runtime, ui, v: dict, progress=None) -> Iterator[dict]:
     yield {ui.edit.lora_file: str(path), ui.edit.lora_report: report}
 
 
+def use_knob_free(runtime, ui, v: dict, progress=None) -> Iterator[dict]:
+    """The knob-free edit: the default method, automatic preservation, λ chosen for each edit."""
+    yield _mode_outputs(ui, demo.AUTO_LAM, True)
+
+
+def use_paper_time(runtime, ui, v: dict, progress=None) -> Iterator[dict]:
+    """The paper's TIME: the default method at the paper's λ, without automatic preservation."""
+    yield _mode_outputs(ui, demo.lam_text(demo.PAPER_LAM), False)
+
+
+def _mode_outputs(ui, lam: str, auto_preserve: bool) -> dict:
+    e, s = ui.edit, ui.sweep
+    return {**_method_outputs(ui, demo.parse_method(None)), e.lam_text: lam,
+            e.lam_slider: demo.log_from_lam(demo.PAPER_LAM if lam == demo.AUTO_LAM else lam),
+            e.auto_preserve: auto_preserve, s.auto_preserve: auto_preserve}
+
+
 def use_debias_edit(runtime, ui, v: dict, progress=None) -> Iterator[dict]:
     found = v[ui.debias.found]
     if not found:

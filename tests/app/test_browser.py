@@ -50,7 +50,8 @@ def grid_images(page, model: str) -> int:
 def wait_for_grid(page, lam: str, stage: str = "edited", timeout: int = TIMEOUT_MS) -> None:
     page.wait_for_function(
         "(want) => { const g = document.querySelector('#comparison .comparison');"
-        " return g && g.dataset.lam === want[0] && (want[1] === '' || g.dataset.stage === want[1]); }",
+        " return g && (want[0] === '' || g.dataset.lam === want[0]) && (want[1] === '' || g.dataset.stage === want[1]);"
+        " }",
         arg=[lam, stage], timeout=timeout)
 
 
@@ -66,15 +67,18 @@ def test_edit_in_the_browser(browser, app_url, tmp_path, request):
     page = open_page(browser, app_url)
     assert "toy Shapes-world model" in page.locator("#model-line").inner_text()
     assert "device:" in page.locator("#model-line").inner_text()
-    # the first page shows the default example's results without a click
-    wait_for_grid(page, "0.1")
-    assert '"a circle" → "a green circle"' in page.locator("#status-line").inner_text()
-    assert grid_images(page, "edited model") == 11 * config.num_seeds
+    rows = len(demo.preset_prompts("shapes:0").rows())  # the source, its positives and negatives
+    # the first page shows the default example's results without a click: the knob-free edit
+    wait_for_grid(page, "", timeout=TIMEOUT_MS)
+    status = page.locator("#status-line").inner_text()
+    assert '"a circle" → "a green circle"' in status and "knob-free: chosen for this edit" in status
+    assert grid_images(page, "edited model") == rows * config.num_seeds
+    expect(page.locator("#knob-note")).to_contain_text("knob-free λ for this edit")
 
     # an example row fills both prompts and the λ box, moves the λ slider, and shows its results
     for cell, source, destination, lam, log_lam in (("a red square", "a square", "a red square", "10", "1"),
                                                     ("1000", "a circle", "a green circle", "1000", "3"),
-                                                    ("a green circle", "a circle", "a green circle", "0.1", "-1")):
+                                                    ("0.1", "a circle", "a green circle", "0.1", "-1")):
         page.get_by_text(cell, exact=True).first.click()
         expect(page.get_by_label("Destination prompt")).to_have_value(destination, timeout=30_000)
         expect(page.get_by_label("λ", exact=True)).to_have_value(lam)
@@ -96,15 +100,17 @@ def test_edit_in_the_browser(browser, app_url, tmp_path, request):
     page.get_by_label("λ", exact=True).fill("0.3")
     page.get_by_role("button", name="Edit and generate").click()
     wait_for_grid(page, "0.3")
-    expected = 11 * config.num_seeds  # source + 5 positives + 5 negatives, each seed
+    prompts = demo.example_prompts("toy", "a square", "a red square")  # the preset picked above
+    expected = len(prompts.rows()) * config.num_seeds
     assert grid_images(page, "original model") == grid_images(page, "edited model") == expected
     rows = page.locator("#comparison .cmp-row:not(.cmp-head)")
-    assert rows.count() == 11
-    roles = [rows.nth(i).locator(".cmp-role").inner_text().split(" ")[0].lower() for i in range(11)]
-    assert roles == ["source"] + ["positive"] * 5 + ["negative"] * 5
+    assert rows.count() == len(prompts.rows())
+    roles = [rows.nth(i).locator(".cmp-role").inner_text().split(" ")[0].lower() for i in range(rows.count())]
+    assert roles == [role for role, _, _ in prompts.rows()]
     assert rows.nth(0).locator(".cmp-text").inner_text() == "a square"
     verdicts = rows.locator(".cmp-verdict b").all_inner_texts()
-    assert verdicts[0] in ("followed", "not followed") and set(verdicts[6:]) <= {"kept", "leaked"}
+    negatives = 1 + len(prompts.positives)
+    assert verdicts[0] in ("followed", "not followed") and set(verdicts[negatives:]) <= {"kept", "leaked"}
     assert "edited model" in page.locator("#comparison .cmp-head").inner_text()
     assert page.locator("#comparison .cmp-scroll").count() == 1  # one box: rows scroll together
     assert '**' not in page.locator("#status-line").inner_text() and "λ = 0.3" in page.locator("#status-line").inner_text()
@@ -120,7 +126,7 @@ def test_edit_in_the_browser(browser, app_url, tmp_path, request):
 def test_live_lambda_in_the_browser(browser, app_url):
     """After an edit, moving the slider or typing a λ shows that λ's edited images without a click."""
     page = open_page(browser, app_url)
-    wait_for_grid(page, "0.1")
+    wait_for_grid(page, "")  # the first page's edit
     before = page.locator('#comparison img[alt^="edited model"]').first.get_attribute("src")
     slider = page.locator("input[type=range]").first
     slider.scroll_into_view_if_needed()
@@ -132,7 +138,7 @@ def test_live_lambda_in_the_browser(browser, app_url):
     shown = time.perf_counter() - start
     stage = page.locator("#comparison .comparison").get_attribute("data-stage")
     rows = page.locator("#comparison .cmp-row:not(.cmp-head)")
-    for k in (0, 1, 6):  # the source, the first positive, the first negative
+    for k in demo.preview_rows(demo.preset_prompts("shapes:0").rows()):  # source, first positive, first negative
         assert rows.nth(k).locator('img[alt^="edited model"]').count() >= 1, (k, stage)
     wait_for_grid(page, "10")
     assert page.locator('#comparison img[alt^="edited model"]').first.get_attribute("src") != before
@@ -148,7 +154,8 @@ def test_live_lambda_in_the_browser(browser, app_url):
 
 def test_errors_stay_in_the_page_and_mark_results_stale(browser, app_url):
     page = open_page(browser, app_url)
-    wait_for_grid(page, "0.1")
+    wait_for_grid(page, "")
+    shown = grid_images(page, "edited model")
     page.get_by_label("λ", exact=True).fill("<b>1</b>")
     page.get_by_role("button", name="Edit and generate").click()
     box = page.locator("#edit-error")
@@ -157,7 +164,7 @@ def test_errors_stay_in_the_page_and_mark_results_stale(browser, app_url):
     expect(page.locator("#edit-stale")).to_contain_text("stale")
     page.wait_for_timeout(12_000)  # a toast would be gone by now
     expect(box).to_contain_text("λ must be a number > 0")
-    assert grid_images(page, "edited model") == 44  # the previous results stay, greyed out, without error badges
+    assert grid_images(page, "edited model") == shown  # the previous results stay, greyed out, without error badges
     opacity = page.locator("#comparison .comparison").evaluate("e => getComputedStyle(e).opacity")
     assert float(opacity) < 0.6
     assert page.locator("#comparison .error, #comparison [data-testid=status-tracker].error").count() == 0
@@ -173,7 +180,7 @@ def test_errors_stay_in_the_page_and_mark_results_stale(browser, app_url):
 def test_mobile_results_under_the_button(browser, app_url):
     """At 400 px the results come right under the button and scroll into view; the scores table is readable."""
     page = open_page(browser, app_url, viewport={"width": 400, "height": 800})
-    wait_for_grid(page, "0.1")
+    wait_for_grid(page, "")
     page.get_by_label("λ", exact=True).fill("2")
     button = page.get_by_role("button", name="Edit and generate")
     button.click()
@@ -189,6 +196,50 @@ def test_mobile_results_under_the_button(browser, app_url):
                                                   ".map(c => c.innerText)")
     assert cut == []
     page.screenshot(path=Path(os.environ.get("TMPDIR", "/tmp")) / "mobile.png", full_page=True)
+    page.close()
+
+
+def test_knob_free_and_paper_time_are_one_click_apart(browser, app_url, tmp_path):
+    """The page opens on the knob-free edit (λ chosen per edit, marked on the slider's note and the sweep plot); one
+    click runs the paper's TIME (λ = 0.1, no automatic preservation), one click goes back."""
+    page = open_page(browser, app_url)
+    wait_for_grid(page, "")
+    expect(page.get_by_label("λ", exact=True)).to_have_value("auto")
+    expect(page.get_by_label("Automatic preservation").first).to_be_checked()
+    chosen = page.locator("#comparison .comparison").get_attribute("data-lam")
+    page.get_by_role("button", name="paper's TIME (λ = 0.1)").click()
+    wait_for_grid(page, "0.1")
+    expect(page.get_by_label("Automatic preservation").first).not_to_be_checked()
+    assert "knob-free" not in page.locator("#status-line").inner_text()
+    page.get_by_role("button", name="knob-free (λ chosen per edit)").click()
+    wait_for_grid(page, chosen)
+    expect(page.locator("#status-line")).to_contain_text("knob-free: chosen for this edit")
+    expect(page.get_by_label("λ", exact=True)).to_have_value("auto")
+    page.get_by_role("tab", name="λ sweep").click()
+    page.get_by_label("λ values").fill("3")
+    page.get_by_label("seeds per λ").fill("1")
+    page.get_by_role("button", name="Sweep λ").click()
+    expect(page.locator("#sweep-status")).to_contain_text("3/3 λ values", timeout=TIMEOUT_MS)
+    expect(page.locator("#sweep-status")).to_contain_text("knob-free λ for this edit")
+    page.close()
+
+
+def test_a_lora_download_and_a_lora_upload_in_the_browser(browser, app_url, tmp_path):
+    page = open_page(browser, app_url)
+    wait_for_grid(page, "")
+    page.get_by_text("Download (edit file, LoRA), upload, edit stack").click()
+    page.get_by_label("kohya (AUTOMATIC1111, ComfyUI)").check()
+    page.get_by_role("button", name="Export as LoRA").click()
+    expect(page.locator("#lora-report")).to_contain_text("largest relative error", timeout=TIMEOUT_MS)
+    with page.expect_download() as download:
+        page.locator("#lora-file a").first.click()
+    assert download.value.suggested_filename.endswith("-lora-kohya.safetensors")
+    lora = tmp_path / download.value.suggested_filename
+    download.value.save_as(lora)
+    assert lora.stat().st_size > 1_000
+    page.locator("input[type=file]").last.set_input_files(str(lora))
+    expect(page.locator("#edit-error")).to_contain_text("is a LoRA exported from a", timeout=60_000)
+    expect(page.locator("#edit-error")).to_contain_text("upload the edit file")
     page.close()
 
 

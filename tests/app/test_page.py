@@ -48,7 +48,7 @@ def test_events_that_run_the_pipeline_take_turns_and_a_push_tokenizes_apart(tiny
         run = getattr(fn.fn, "args", (None,))[0]
         runs.setdefault(getattr(run, "__name__", None), []).append(fn)
     heavy = [fn for name in ("edit", "sweep", "debias") for fn in runs[name]]
-    assert len(runs["edit"]) == 6  # button, two Enter keys, an example, the first page, and the API
+    assert len(runs["edit"]) == 8  # button, two Enter keys, an example, two mode buttons, the first page, the API
     assert {(fn.concurrency_id, fn.concurrency_limit) for fn in heavy} == {("pipeline", 8)}
     assert {fn.concurrency_id for name in ("live_from_slider", "live_from_text") for fn in runs[name]} == {"live"}
     assert all(fn.concurrency_id != "pipeline" for name in ("push", "undo", "upload", "on_preset") for fn in runs[name])

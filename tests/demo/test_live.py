@@ -115,6 +115,10 @@ def test_turns_serve_the_most_urgent_job_next_and_nest():
         thread.join(10)
     assert order == ["sweep chunk", "live", "edit", "sweep next chunk", "background"]
     assert not turns.busy and len(turns.waited) == 5
+    with turns.stage(1):  # an edit's stage is one turn
+        assert turns.busy
+    with turns.stage(2):  # a long job's stage is not: its chunks take their own turns
+        assert not turns.busy
 
 
 def test_comparison_grid_rows_roles_verdicts_and_escaping(tiny_runtime):
@@ -135,3 +139,31 @@ def test_comparison_grid_rows_roles_verdicts_and_escaping(tiny_runtime):
         assert verdict == good
     pending = demo.comparison_html(first, lambda image: "x.png")
     assert pending.count("rendering…") == 10 and 'data-stage="original"' in pending
+
+
+def test_the_knob_free_edit_in_the_demo(tiny_runtime):
+    """λ = "auto" with automatic preservation: the λ chosen for this edit is run, named in the status, noted under
+    the slider (also when the slider shows another λ) and marked on the sweep; a method without it says so."""
+    runtime = tiny_runtime
+    settings = runtime.settings(num_seeds=1)
+    session = demo.SessionEdits(auto_preserve=True)
+    prompts = demo.PromptSet("a rose", "a blue rose", (PromptPair("roses", "blue roses"),))
+    *_, done = demo.run_edit(runtime, session, prompts, demo.parse_lam_or_auto(" Auto "), settings)
+    assert done.edit.lam_auto and done.auto_lam == done.edit.lam > 0
+    assert done.auto_lam == done.request.prepare(runtime).auto_lam  # the problem's choice
+    assert f"**λ = {demo.format_lam(done.auto_lam)}** (knob-free: chosen for this edit)" in demo.edit_status(done)
+    assert demo.knob_note(done).startswith(f"knob-free λ for this edit: **{demo.format_lam(done.auto_lam)}**")
+    assert demo.edit_details(done)["edit"]["lam_auto"] is True
+    *_, live = demo.run_live(runtime, done.request, 10.0)
+    assert live.auto_lam == done.auto_lam and "shown: λ = 10" in demo.knob_note(live)
+    assert not live.edit.lam_auto and "knob-free" not in demo.edit_status(live)
+    *_, sweep = demo.run_sweep(runtime, session, prompts, (0.01, 1.0), settings)
+    assert sweep.auto_lam == done.auto_lam and "knob-free λ for this edit" in demo.sweep_status(sweep)
+    axes = demo.sweep_figure(sweep).axes[0]
+    assert any(np.allclose(line.get_xdata(), done.auto_lam) for line in axes.get_lines())
+    with pytest.raises(ValueError, match="diff-quickfix has no knob-free λ: give λ as a number"):
+        next(demo.run_edit(runtime, session.with_method("diff-quickfix", True), prompts, "auto", settings))
+    with pytest.raises(ValueError, match="needs preserve='auto'"):
+        next(demo.run_edit(runtime, demo.SessionEdits(), prompts, "auto", settings))
+    *_, paper = demo.run_edit(runtime, demo.SessionEdits(), prompts, demo.PAPER_LAM, settings)
+    assert paper.auto_lam is None and demo.knob_note(paper) == "" and paper.edit.lam == 0.1

@@ -26,6 +26,8 @@ for update in demo.run_edit(runtime, demo.SessionEdits(), prompts, lam=0.1, sett
 """
 
 from ..evaluation.search import LOG_LAM_MAX, LOG_LAM_MIN
+from ..methods.time import DEFAULT_LAM as PAPER_LAM
+from ..solver import AUTO_LAM
 from .background import ExampleTask, GridRenderer, renderer_of
 from .cache import OriginalCache
 from .config import DEFAULT_SD_MODEL, FAMILIES, TOY, DemoConfig, add_cli_arguments, config_from_cli, resolve_model
@@ -44,6 +46,7 @@ from .inputs import (
     lambda_grid,
     log_from_lam,
     parse_lam,
+    parse_lam_or_auto,
     parse_number,
     parse_settings,
     parse_test_prompts,
@@ -66,6 +69,7 @@ from .views import (
     edit_details,
     edit_status,
     gallery_items,
+    knob_note,
     scores_rows,
     sweep_figure,
     sweep_rows,
@@ -74,6 +78,8 @@ from .views import (
 )
 
 __all__ = [
+    "AUTO_LAM",
+    "PAPER_LAM",
     "DEFAULT_SD_MODEL",
     "DEMO_METHODS",
     "FAMILIES",
@@ -127,6 +133,7 @@ __all__ = [
     "edited_images",
     "format_lam",
     "gallery_items",
+    "knob_note",
     "lam_from_log",
     "lam_text",
     "lambda_grid",
@@ -136,6 +143,7 @@ __all__ = [
     "method_fields",
     "original_images",
     "parse_lam",
+    "parse_lam_or_auto",
     "parse_method",
     "parse_number",
     "parse_settings",

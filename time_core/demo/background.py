@@ -37,9 +37,8 @@ class GridRenderer:
 
     def submit(self, owner: object, tasks: Sequence[Callable[[], None]], replaces: object = None) -> None:
         """Queues `tasks` (callables, run in order) for `owner`, dropping the queued tasks of `replaces` and `owner`."""
-        with self._condition:
-            dropped = {id(owner), id(replaces)} if replaces is not None else {id(owner)}
-            self._tasks = deque(t for t in self._tasks if id(t[0]) not in dropped)
+        with self._condition:  # the same edit from another page load is the same owner
+            self._tasks = deque(t for t in self._tasks if not (_same(t[0], owner) or _same(t[0], replaces)))
             self._tasks.extend((owner, task) for task in tasks)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="time-demo-background", daemon=True)
@@ -90,6 +89,10 @@ class GridRenderer:
                 self._condition.notify_all()
 
 
+def _same(a: object, b: object) -> bool:
+    return a is b or (isinstance(a, EditRequest) and a == b)
+
+
 class _GridTask:
     """One λ and one seed of the background grid (a small chunk: a callable object, so the queue holds no closures)."""
 
@@ -105,18 +108,21 @@ class ExampleTask:
     """One example's edit, run at the lowest priority so its images are cached when someone picks it.
 
     Args:
-        runtime (`DemoRuntime`), prompts (`PromptSet`), lam (`float`), settings (`GenerationSettings`): as for
-            `run_edit`, with an empty edit stack.
+        runtime (`DemoRuntime`), prompts (`PromptSet`), lam (`float` or `"auto"`), settings (`GenerationSettings`): as
+            for `run_edit`, with an empty edit stack.
+        auto_preserve (`bool`, *optional*, defaults to `False`): automatic preservation (the knob-free edit needs it).
     """
 
-    def __init__(self, runtime, prompts, lam: float, settings) -> None:
+    def __init__(self, runtime, prompts, lam, settings, auto_preserve: bool = False) -> None:
         self.runtime, self.prompts, self.lam, self.settings = runtime, prompts, lam, settings
+        self.auto_preserve = auto_preserve
 
     def __call__(self) -> None:
         from .edit_run import run_edit
         from .session import SessionEdits
 
-        for _ in run_edit(self.runtime, SessionEdits(), self.prompts, self.lam, self.settings, priority=BACKGROUND):
+        session = SessionEdits(auto_preserve=self.auto_preserve)
+        for _ in run_edit(self.runtime, session, self.prompts, self.lam, self.settings, priority=BACKGROUND):
             pass
 
 

@@ -46,12 +46,14 @@ class ShareAtLambda:
         self.classify, self.attribute, self.progress = classify, attribute, progress
         self.last_images: list[Any] = []
         self.last_labels: list[str] = []
+        self.shown: dict[float, tuple[list[Any], list[str]]] = {}  # λ -> its images and labels
 
     def __call__(self, lam: float) -> float:
         images = edited_images(self.runtime, [self.prompt], self.settings, self.solve(lam), self.progress, LONG)[0]
         self.last_images = list(images)
         with self.runtime.turns.turn(LONG):  # the classifier is shared too
             self.last_labels = list(self.classify(images))
+        self.shown[lam] = (self.last_images, self.last_labels)
         return attribute_share(self.last_labels, self.attribute)
 
 
@@ -149,7 +151,8 @@ def run_debias(
 
     evaluate = ShareAtLambda(runtime, problem.solve, entry.validation, settings, classify, attribute,
                              StageProgress(progress, 1 / phases, 1 / phases, "search step 1"))
-    for step in iter_search(evaluate, target, original_share, lo, hi, iterations, tolerance):
+    resolution = 1.0 / len(settings.seeds)  # one image: the smallest change of F_p the sample can show
+    for step in iter_search(evaluate, target, original_share, lo, hi, iterations, tolerance, resolution):
         steps.append(step)
         validation = _labelled(evaluate.last_images, evaluate.last_labels, f"λ = {format_lam(step.lam)} · ")
         if progress is not None:
@@ -159,6 +162,8 @@ def run_debias(
         evaluate.progress = StageProgress(progress, (1 + len(steps)) / phases, 1 / phases,
                                           f"search step {len(steps) + 1}")
     result = result_of(steps, target, original_share)
+    if result.lam is not None:  # the images of the λ reported, not of the last one tried
+        validation = _labelled(*evaluate.shown[result.lam], f"λ = {format_lam(result.lam)} (reported) · ")
     yield update("search", steps=tuple(steps), result=result, validation=validation,
                  seconds=time.perf_counter() - start)
 

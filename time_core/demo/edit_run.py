@@ -7,9 +7,10 @@ import time
 from collections.abc import Iterator
 
 from ..evaluation.metrics import Scores
-from ..solver import check_lam
+from ..methods import get_method
+from ..solver import check_lam, is_auto
 from .images import ProgressFn, StageProgress, scores_of
-from .inputs import GenerationSettings
+from .inputs import DemoInputError, GenerationSettings
 from .live import EditUpdate, cached_edited, scored_originals
 from .prompt_sets import PromptSet
 from .runtime import DemoRuntime
@@ -17,6 +18,15 @@ from .session import SessionEdits
 from .turns import EDIT
 
 __all__ = ["EditUpdate", "run_edit"]
+
+
+def check_lam_or_auto(lam, method: str):
+    """λ checked before anything is computed: a number > 0, or `"auto"` for a method with a knob-free λ."""
+    if not is_auto(lam):
+        return check_lam(lam)
+    if "auto_lam" not in get_method(method).features:
+        raise DemoInputError(f"{method} has no knob-free λ: give λ as a number")
+    return lam
 
 
 def run_edit(
@@ -39,7 +49,8 @@ def run_edit(
         runtime (`DemoRuntime`): the shared pipeline, scorer and cache.
         session (`SessionEdits`): the session's stacked edits.
         prompts (`PromptSet`): the edit and its test prompts.
-        lam (`float`): λ.
+        lam (`float` or `"auto"`): λ; `"auto"` is the knob-free edit (λ chosen for this edit; needs automatic
+            preservation, `session.auto_preserve`).
         settings (`GenerationSettings`): seeds, steps, guidance, size.
         edit_keys (`bool`, *optional*, defaults to `True`), augment (`bool`, *optional*, defaults to `True`): see
             `compute_edit`.
@@ -49,7 +60,7 @@ def run_edit(
     Yields:
         `EditUpdate`: stage `"original"`, then stage `"edited"`.
     """
-    lam = check_lam(lam)
+    lam = check_lam_or_auto(lam, session.method)
     prompts.check_test_prompts()
     request = session.request(prompts, settings, edit_keys, augment)
     seeds = settings.seeds
@@ -58,19 +69,22 @@ def run_edit(
     missing = sum(settings.original_key(model, p, s) not in runtime.cache for _, p, _ in request.rows for s in seeds)
     share = missing / (missing + len(request.rows) * len(seeds))  # of the denoising work, for the progress bar
     start = time.perf_counter()
-    with runtime.turns.turn(priority):  # each stage in one turn: a long job waits, not the edit
-        edit = request.prepare(runtime, priority).solve(lam)
+    with runtime.turns.stage(priority):  # each stage of an edit in one turn: a long job waits, not the edit
+        problem = request.prepare(runtime, priority)
+        edit = problem.solve(lam)
+        auto_lam = getattr(problem, "auto_lam", None)
         original, cached = scored_originals(runtime, request, priority, StageProgress(progress, 0.0, share,
                                                                                        "original model"))
     seconds = {"original": time.perf_counter() - start}
     scores: dict[str, Scores | None] = {"original": scores_of(original, len(seeds)), "edited": None}
-    yield EditUpdate("original", edit, original, None, dict(scores), len(seeds), cached, dict(seconds), request)
+    yield EditUpdate("original", edit, original, None, dict(scores), len(seeds), cached, dict(seconds), request,
+                     auto_lam)
 
     start = time.perf_counter()
     report = StageProgress(progress, share, 1.0 - share, "edited model")
-    with runtime.turns.turn(priority):
+    with runtime.turns.stage(priority):
         found = cached_edited(runtime, request, edit, rows, seeds, priority, report)
     edited = [found[(r, s)] for r in rows for s in seeds]
     seconds["edited"] = time.perf_counter() - start
     scores["edited"] = scores_of(edited, len(seeds))
-    yield EditUpdate("edited", edit, original, edited, scores, len(seeds), cached, seconds, request)
+    yield EditUpdate("edited", edit, original, edited, scores, len(seeds), cached, seconds, request, auto_lam)

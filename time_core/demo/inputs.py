@@ -14,6 +14,7 @@ import numpy as np
 
 from ..evaluation.search import LOG_LAM_MAX, LOG_LAM_MIN
 from ..presets import PromptPair
+from ..solver import AUTO_LAM, is_auto
 from .config import DemoConfig
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "lambda_grid",
     "log_from_lam",
     "parse_lam",
+    "parse_lam_or_auto",
     "parse_log_lam_range",
     "parse_number",
     "parse_settings",
@@ -93,6 +95,11 @@ def parse_lam(value: Any) -> float:
     if isinstance(value, str) and not value.strip():
         raise DemoInputError("λ is empty: enter a number > 0, e.g. 0.1")
     return float(parse_number(value, "λ", positive=True))
+
+
+def parse_lam_or_auto(value: Any) -> float | str:
+    """λ from the λ field, which also takes `"auto"` (the knob-free edit: λ chosen for each edit)."""
+    return AUTO_LAM if is_auto(value) else parse_lam(value)
 
 
 def format_lam(lam: float) -> str:

@@ -90,6 +90,8 @@ class EditUpdate:
         cached (`int`): original images taken from the cache.
         seconds (`dict[str, float]`): wall time of the stages so far.
         request (`EditRequest`, *optional*): the run without its λ (what live λ and the background grid run again).
+        auto_lam (`float`, *optional*): the λ the knob-free edit chooses for this edit (`None`: the method or the
+            options choose none).
     """
 
     stage: str
@@ -101,6 +103,7 @@ class EditUpdate:
     cached: int
     seconds: dict[str, float]
     request: Any = None
+    auto_lam: float | None = None
 
 
 def preview_rows(rows: Sequence[tuple[str, str, str]]) -> list[int]:
@@ -177,7 +180,9 @@ def run_live(runtime, request: EditRequest, lam: float) -> Iterator:
     seeds = request.settings.seeds
     everything = range(len(request.rows))
     with runtime.turns.turn(LIVE):  # the preview in one turn
-        edit = request.prepare(runtime, LIVE).solve(lam)
+        problem = request.prepare(runtime, LIVE)
+        edit = problem.solve(lam)
+        auto_lam = getattr(problem, "auto_lam", None)
         original, cached = scored_originals(runtime, request, LIVE)
         found = _lookup(runtime, request, edit.lam, everything, seeds)
         if len(found) < len(everything) * len(seeds):
@@ -186,9 +191,9 @@ def run_live(runtime, request: EditRequest, lam: float) -> Iterator:
         edited = [found.get((r, s)) for r in everything for s in seeds]
         yield EditUpdate("preview", edit, original, edited, {"original": scores_of(original, len(seeds)),
                                                              "edited": None}, len(seeds), cached,
-                         {"preview": time.perf_counter() - start}, request)
+                         {"preview": time.perf_counter() - start}, request, auto_lam)
         found.update(cached_edited(runtime, request, edit, list(everything), seeds, EDIT))
     edited = [found[(r, s)] for r in everything for s in seeds]
     scores = {"original": scores_of(original, len(seeds)), "edited": scores_of(edited, len(seeds))}
     yield EditUpdate("edited", edit, original, edited, scores, len(seeds), cached,
-                     {"edited": time.perf_counter() - start}, request)
+                     {"edited": time.perf_counter() - start}, request, auto_lam)

@@ -44,6 +44,7 @@ class SweepUpdate:
         original_scores (`Scores`): the original model's metrics.
         original_strip (`tuple[ScoredImage, ...]`): the original images of the strip prompts (first seed).
         seconds (`float`): wall time so far.
+        auto_lam (`float`, *optional*): the knob-free λ of the edit (`None`: none for this method or options).
     """
 
     lams: tuple[float, ...]
@@ -51,6 +52,7 @@ class SweepUpdate:
     original_scores: Scores
     original_strip: tuple[ScoredImage, ...]
     seconds: float
+    auto_lam: float | None = None
 
     @property
     def done(self) -> bool:
@@ -102,11 +104,12 @@ def run_sweep(
     original_scores = scores_of(original, len(seeds))
     original_strip = tuple(original[i * len(seeds)] for i in strip_index)
     points: list[SweepPoint] = []
-    yield SweepUpdate(lams, (), original_scores, original_strip, time.perf_counter() - start)
+    auto_lam = getattr(problem, "auto_lam", None)
+    yield SweepUpdate(lams, (), original_scores, original_strip, time.perf_counter() - start, auto_lam)
     for k, lam in enumerate(lams):
         edit = problem.solve(lam)
         report = StageProgress(progress, (k + 1) / steps_total, 1 / steps_total, f"λ = {format_lam(lam)}")
         edited = score_images(runtime, rows, edited_images(runtime, texts, settings, edit, report, LONG), seeds, LONG)
         strip = tuple(edited[i * len(seeds)] for i in strip_index)
         points.append(SweepPoint(lam, scores_of(edited, len(seeds)), strip))
-        yield SweepUpdate(lams, tuple(points), original_scores, original_strip, time.perf_counter() - start)
+        yield SweepUpdate(lams, tuple(points), original_scores, original_strip, time.perf_counter() - start, auto_lam)

@@ -24,6 +24,7 @@ and the first negative prompt (first seed) for each λ, like Fig. 7 of the paper
 """
 DEBIAS_HELP = """\
 Debiasing (paper Sec. 5.5, App. H.2): F_p is the share of a prompt's images classified as the first attribute. A
-binary search over log λ on the **validation** prompt looks for the λ whose F_p is within 10% (relative) of the target,
+binary search over log λ on the **validation** prompt looks for the λ whose F_p is within 10% (relative) of the target
+(or within one image of it: what the sample can tell), and shows that λ's images;
 then F_p is measured before and after the edit on five held-out **test** prompts.
 """

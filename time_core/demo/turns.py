@@ -14,7 +14,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 __all__ = ["BACKGROUND", "EDIT", "LIVE", "LONG", "PipelineTurns"]
 
@@ -65,6 +65,11 @@ class PipelineTurns:
                 if not nested and self._depth == 0:
                     self._owner = None
                     self._condition.notify_all()
+
+    def stage(self, priority: int = EDIT):
+        """A whole stage of a job in one turn when the job is urgent (`priority < LONG`: its chunks follow each other
+        without another job between them); for a long or background job, nothing: its chunks take their own turns."""
+        return self.turn(priority) if priority < LONG else nullcontext()
 
     @property
     def busy(self) -> bool:
