@@ -14,7 +14,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import functools  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
@@ -26,9 +25,6 @@ from time_core.demo import renderer_of  # noqa: E402
 from time_core.demo.texts import DESCRIPTION  # noqa: E402
 from time_core.evaluation.scoring import ScorerWeightsUnavailableError  # noqa: E402
 from ui import edit_tab, study_tabs  # noqa: E402
-from ui.errors import on_page  # noqa: E402
-from ui.handlers import edit  # noqa: E402
-from ui.wiring import HEAVY  # noqa: E402
 
 CSS = Path(__file__).with_name("ui") / "style.css"
 
@@ -62,11 +58,7 @@ def build_demo(runtime: demo.DemoRuntime) -> gr.Blocks:
                 ui.debias = study_tabs.debias_tab(runtime, image_format)
         edit_tab.wire_edit(runtime, ui)
         study_tabs.wire_studies(runtime, ui)
-        e = ui.edit  # the first page shows the default example's results (rendered at start-up) without a click
-        outputs = [e.grid, e.scores, e.status, e.details, e.edit_file, ui.session, e.live, e.knob, e.lam_slider,
-                   e.error, e.stale]
-        app.load(functools.partial(on_page, edit, runtime, ui, e.error, e.stale, outputs),
-                 set(edit_tab.edit_inputs(ui)), outputs, api_name=False, **HEAVY)
+        edit_tab.wire_first_page(runtime, ui, app.load)
     return app.queue(max_size=64)
 
 

@@ -14,7 +14,8 @@ import time_core.demo as demo
 from . import handlers, stack
 from .wiring import HEAVY, LIGHT, LIVE, listen
 
-__all__ = ["edit_inputs", "edit_tab", "examples", "method_controls", "wire_edit"]
+__all__ = ["edit_inputs", "edit_outputs", "edit_tab", "examples", "method_controls", "mode_outputs", "wire_edit",
+           "wire_first_page"]
 
 EXAMPLES = Path(__file__).with_name("examples.json")
 # On a phone the results come under the controls: show them as soon as an edit starts.
@@ -22,9 +23,9 @@ SCROLL_JS = "() => { if (window.innerWidth < 800) document.querySelector('#edit-
 STALE_JS = "() => '<div class=\"stale-note\">stale: an input changed since these results; press Edit and generate</div>'"
 
 
-def method_controls(auto_preserve: bool = True) -> tuple[gr.Radio, gr.Checkbox]:
-    """The editing method (the Edit and λ sweep tabs each have one; choosing on either sets both) and its switch (on:
-    the knob-free edit is the page's default)."""
+def method_controls(auto_preserve: bool = False) -> tuple[gr.Radio, gr.Checkbox]:
+    """The editing method (the Edit and λ sweep tabs each have one; choosing on either sets both) and its switch (off
+    as the API's default; the page turns it on as it opens, with the knob-free edit)."""
     with gr.Row(equal_height=True):
         method = gr.Radio(demo.method_choices(), value=demo.parse_method(None), label="Method", scale=3,
                           info="the edit stack is solved with the method of each run")
@@ -55,16 +56,16 @@ def edit_tab(runtime: demo.DemoRuntime) -> SimpleNamespace:
         with gr.Column(scale=2, min_width=320):
             c.preset = gr.Dropdown(choices, value=choices[0][1], label="Preset", filterable=True,
                                    info=f"{len(choices)} edits; type to search")
-            c.method, c.auto_preserve = method_controls(auto_preserve=True)
+            c.method, c.auto_preserve = method_controls()
             with gr.Row():
                 c.source = gr.Textbox(start.source, label="Source prompt", placeholder="a pack of roses", info=limit)
                 c.destination = gr.Textbox(start.destination, label="Destination prompt", info=limit,
                                            placeholder="a pack of blue roses")
             with gr.Row(equal_height=True):
-                c.lam_slider = gr.Slider(demo.LOG_LAM_MIN, demo.LOG_LAM_MAX, value=slider_position(demo.AUTO_LAM),
+                c.lam_slider = gr.Slider(demo.LOG_LAM_MIN, demo.LOG_LAM_MAX, value=demo.log_from_lam(config.lam),
                                          step=demo.LIVE_LOG_STEP, label="log10 λ", scale=3,
                                          info="after an edit, moving it shows that λ at once")
-                c.lam_text = gr.Textbox(demo.AUTO_LAM, label="λ", scale=1, min_width=90,
+                c.lam_text = gr.Textbox(demo.lam_text(config.lam), label="λ", scale=1, min_width=90,
                                         placeholder="a number, or auto")
             c.knob = gr.Markdown("", elem_id="knob-note")
             with gr.Row():
@@ -134,17 +135,36 @@ def edit_inputs(ui) -> list:
             e.guidance, e.size, e.method, e.auto_preserve, ui.session]
 
 
+def edit_outputs(ui) -> list:
+    """What an edit shows on the page."""
+    e = ui.edit
+    return [e.grid, e.scores, e.status, e.details, e.edit_file, ui.session, e.live, e.knob, e.lam_slider]
+
+
+def mode_outputs(ui) -> list:
+    """What the knob-free and paper's-TIME buttons set."""
+    e, s = ui.edit, ui.sweep
+    return [e.lam_text, e.lam_slider, e.method, s.method, e.auto_preserve, s.auto_preserve, e.edit_keys]
+
+
+def wire_first_page(runtime: demo.DemoRuntime, ui, load) -> None:
+    """The page opens on the knob-free edit of the default example, its results shown without a click (rendered at
+    start-up; the API's defaults stay the paper's λ without automatic preservation)."""
+    e = ui.edit
+    (knob_free,) = listen([load], stack.use_knob_free, runtime, ui, e, [ui.session], mode_outputs(ui), **LIGHT)
+    listen([knob_free.then], handlers.edit, runtime, ui, e, [*edit_inputs(ui), e.live], edit_outputs(ui), **HEAVY)
+
+
 def wire_edit(runtime: demo.DemoRuntime, ui) -> None:
     e, s = ui.edit, ui.sweep
     listen([e.preset.change], stack.on_preset, runtime, ui, e, [e.preset], [e.source, e.destination, e.tests],
            **LIGHT)
     fields = edit_inputs(ui)
     api_outputs = [e.original, e.edited, e.scores, e.status, e.details, e.edit_file, ui.session, e.live]
-    page_outputs = [e.grid, e.scores, e.status, e.details, e.edit_file, ui.session, e.live, e.knob, e.lam_slider]
-    mode_outputs = [e.lam_text, e.lam_slider, e.method, s.method, e.auto_preserve, s.auto_preserve, e.edit_keys]
+    page_outputs = edit_outputs(ui)
     example = listen([e.examples.load_input_event.then], stack.on_example, runtime, ui, e, [e.source, e.destination],
                      [e.tests], **LIGHT)
-    modes = [listen([button.click], run, runtime, ui, e, [ui.session], mode_outputs, **LIGHT)[0]
+    modes = [listen([button.click], run, runtime, ui, e, [ui.session], mode_outputs(ui), **LIGHT)[0]
              for button, run in ((e.knob_free, stack.use_knob_free), (e.paper, stack.use_paper_time))]
     listen([e.run.click, e.source.submit, e.destination.submit, example[0].then, *(m.then for m in modes)],
            handlers.edit,

@@ -26,7 +26,7 @@ def sweep_tab(runtime: demo.DemoRuntime, image_format: str) -> SimpleNamespace:
     config = runtime.config
     tab = SimpleNamespace()
     gr.Markdown(SWEEP_HELP)
-    tab.method, tab.auto_preserve = method_controls(auto_preserve=True)
+    tab.method, tab.auto_preserve = method_controls()
     with gr.Row():
         tab.log_min = gr.Number(config.sweep_log_min, label="smallest log10 λ", min_width=120)
         tab.log_max = gr.Number(config.sweep_log_max, label="largest log10 λ", min_width=120)

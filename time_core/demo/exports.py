@@ -9,7 +9,7 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
-from ..edit import BaseEdit, EditFileError
+from ..edit import BaseEdit
 from ..export import FORMATS, export_lora
 from .inputs import DemoInputError, lam_text
 
@@ -64,9 +64,3 @@ def foreign_file_message(path: str | Path) -> str | None:
                 "(pipe.load_lora_weights) or AUTOMATIC1111 / ComfyUI")
     return (f"{path.name} is a safetensors file of {tensors} without edit metadata (a model or weights, not "
             "an edit): upload an edit file downloaded from this page or written by time-edit")
-
-
-def check_edit_file(path: str | Path, error: EditFileError) -> EditFileError:
-    """The error to show for a file the edit reader refused: the foreign file's description when there is one."""
-    message = foreign_file_message(path)
-    return error if message is None else EditFileError(message)

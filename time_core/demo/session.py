@@ -13,7 +13,7 @@ from ..edit import BaseEdit, EditFileError
 from ..methods import DEFAULT_METHOD, BaseProblem, get_method, load_edit, prepare_edit
 from ..prompts import AUTO_PRESERVE, check_prompt
 from ..solver import check_lam
-from .exports import check_edit_file
+from .exports import foreign_file_message
 from .inputs import lam_text
 
 __all__ = ["SessionEdits", "load_edit_file", "save_edit_file"]
@@ -143,12 +143,12 @@ def load_edit_file(path: str | Path, pipe, max_bytes: int) -> BaseEdit:
     path = Path(path)
     if not path.is_file():
         raise EditFileError("no file was uploaded")
+    foreign = foreign_file_message(path)  # a LoRA or another safetensors file (its header only): what it is, what to do
+    if foreign is not None:
+        raise EditFileError(foreign)
     size = path.stat().st_size
     if size > max_bytes:
         raise EditFileError(f"{path.name} is {size / 1e6:.1f} MB; edit files may be at most {max_bytes / 1e6:.1f} MB")
-    try:
-        edit = load_edit(path)
-    except EditFileError as error:  # a LoRA or another safetensors file: say what it is and what to do
-        raise check_edit_file(path, error) from error
+    edit = load_edit(path)
     edit.check_compatible(pipe)
     return edit
