@@ -24,6 +24,8 @@ from time_core.edit import BaseEdit
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_UPLOAD_MB = 0.5  # the upload limit of the served app in tests
+CHROMIUM = Path("/usr/bin/chromium")  # the browser tests' Chromium (Debian's; `make test` installs it)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
 
 def state_hash(module: torch.nn.Module) -> str:
@@ -203,6 +205,22 @@ class BrightnessScorer:
     def classify(self, images, classes):
         p = self.prob_destination(images, None, None)
         return torch.stack([p, 1 - p], dim=-1)
+
+
+class MeanPixelClassifier:
+    """A deterministic stand-in classifier: P(destination) = mean pixel value of the image."""
+
+    name = "mean-pixel"
+
+    def __init__(self, fail_after: int | None = None):
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def prob_destination(self, images, prompts, destinations):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt
+        return np.array([np.asarray(img, dtype=np.float64).mean() / 255.0 for img in images])
 
 
 def free_port() -> int:

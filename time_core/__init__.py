@@ -6,7 +6,11 @@ The public API:
 - `compute_edit(pipe, source, destination, lam=None, edit_keys=True, augment=True, method="time")`: an `Edit` (TIME:
   the matrix `M` of Eq. 5 and its provenance) or, with `method="diff-quickfix"`, a `QuickFixEdit` (the update of the
   text encoder's first self-attention output projection); the pipeline's weights are never written.
-- `prepare_edit(...)`: the λ-independent problem; `.solve(lam)` gives an edit per λ (cheap λ sweeps).
+- `compute_edit(..., lam="auto", preserve="auto")`: the knob-free edit — the edit's phrase put into the captions of a
+  generic corpus (what must follow, what must keep its value) and λ chosen by cross-validation, no image generated
+  (`time_core.methods.context`, docs/knob-free.md).
+- `prepare_edit(...)`: the λ-independent problem; `.solve(lam)` gives an edit per λ (cheap λ sweeps), `.solve("auto")`
+  the knob-free λ (`.auto_lam`).
 - `generate(pipe, prompts, seeds, edit=...)`: original and edited images from one batched call, same seeds.
 - `Edit.edited_weights(unet)`, `Edit.save(path)`, `Edit.load(path)`; `load_edit(path)` reads any method's file.
 

@@ -4,21 +4,19 @@ The protocol lives in `time_core.evaluation.debiasing` (the λ search in `time_c
 line in `time_core.evaluation.cli`.
 """
 
-from .evaluation.cli import debias_main
+from .evaluation.cli import debias_main, run_command
 
 __all__ = ["command", "main"]
 
 
 def main(argv=None) -> int:
     """`python -m time_core.debias`: exit status 0 after a finished run."""
-    debias_main(argv, prog="python -m time_core.debias")
-    return 0
+    return run_command("python -m time_core.debias", debias_main, argv)
 
 
 def command(argv=None) -> int:
     """The console command `time-debias`: exit status 0 after a finished run."""
-    debias_main(argv, prog="time-debias")
-    return 0
+    return run_command("time-debias", debias_main, argv)
 
 
 if __name__ == "__main__":

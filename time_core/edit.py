@@ -22,6 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from .files import write_atomic
 from .models import TextConditioning
 
 __all__ = [
@@ -151,11 +152,11 @@ class BaseEdit(ABC):
         return {"format": FORMAT, "format_version": str(FORMAT_VERSION), "method": self.method, **self.provenance()}
 
     def save(self, path: str | Path) -> Path:
-        """Writes the edit as a safetensors file (its tensors + metadata); never pickle."""
-        path = Path(path)
+        """Writes the edit as a safetensors file (its tensors + metadata; never pickle), atomically and with the
+        permissions the umask gives a new file (`time_core.files.write_atomic`)."""
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.tensors().items()}
-        save_file(tensors, str(path), metadata=self.metadata())
-        return path
+        metadata = self.metadata()
+        return write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
     @classmethod
     def load(cls, path: str | Path) -> BaseEdit:

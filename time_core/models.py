@@ -9,6 +9,7 @@ config, and raises `UnsupportedModelError` otherwise.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +24,9 @@ __all__ = [
     "TextConditioning",
     "UnsupportedModelError",
     "check_architecture",
+    "check_model",
     "cross_attention_layers",
+    "model_folder",
     "default_device",
     "encode_prompts",
     "GenerationDefaults",
@@ -161,9 +164,19 @@ class GenerationDefaults:
 TOY_DEFAULTS = GenerationDefaults(steps=12, guidance=5.0, seeds=4, size=64)
 
 
+def _loaded_from(pipe) -> str:
+    return str(getattr(pipe.config, "_name_or_path", "") or "")
+
+
+def model_folder(pipe) -> str:
+    """The local folder (or hub id) the pipeline was loaded from, as given to `from_pretrained`; empty when built in
+    memory. For reading files that ship with a model (never written into edit files: see `model_id`)."""
+    return _loaded_from(pipe)
+
+
 def is_toy(pipe) -> bool:
     """Whether `pipe` was loaded from the embedded Shapes-world model."""
-    name = model_id(pipe)
+    name = _loaded_from(pipe)
     return bool(name) and Path(name).resolve() == TOY_PIPELINE_DIR
 
 
@@ -175,8 +188,28 @@ def generation_defaults(pipe) -> GenerationDefaults:
 
 
 def model_id(pipe) -> str:
-    """The name or folder the pipeline was loaded from (empty when built in memory)."""
-    return str(getattr(pipe.config, "_name_or_path", "") or "")
+    """What the pipeline was loaded from, as edit files record it: `"toy"` for the embedded model, the hub id, or a
+    local folder's name without its path (no file written for others carries a path of this machine); empty when built
+    in memory."""
+    name = _loaded_from(pipe)
+    if is_toy(pipe):
+        return "toy"
+    return Path(name).name if name and (Path(name).is_absolute() or Path(name).is_dir()) else name
+
+
+# A hub id: a name, or owner/name (letters, digits, '-', '_', '.'; neither part starts with '.').
+_HUB_ID = re.compile(r"^(?:[A-Za-z0-9_][\w.-]*/)?[A-Za-z0-9_][\w.-]*$")
+
+
+def check_model(model: str) -> str:
+    """Returns `model` when it can name a model: `"toy"`, an existing folder or a hub id (`owner/name`); raises
+    `ModelLoadError` for a path to a folder that does not exist, before anything is loaded or downloaded."""
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(f"model must be 'toy', a hub id or a local folder, got {model!r}")
+    if model == "toy" or Path(model).exists() or _HUB_ID.match(model):
+        return model
+    raise ModelLoadError(f"no folder {model}: a local model is a folder saved with save_pretrained, a hub id reads "
+                         "owner/name")
 
 
 def load_pipeline(
@@ -200,8 +233,7 @@ def load_pipeline(
     """
     from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    if not isinstance(model, str) or not model.strip():
-        raise ValueError(f"model must be 'toy', a hub id or a local folder, got {model!r}")
+    check_model(model)
     if model == "toy":
         if not (TOY_PIPELINE_DIR / "model_index.json").is_file():
             raise ModelLoadError(

@@ -19,6 +19,7 @@ from .models import encode_prompts
 __all__ = [
     "AUGMENTATIONS",
     "AUTO_PRESERVE",
+    "MAX_PROMPT_CHARS",
     "PromptError",
     "align_tokens",
     "as_prompts",
@@ -37,16 +38,25 @@ AUGMENTATIONS: tuple[str, ...] = ("A photo of ", "An image of ", "A picture of "
 _EQUIVALENT_TOKENS = {"an</w>": "a</w>"}
 
 
+# The longest prompt read, in characters, checked before any tokenizer or model is involved. CLIP reads 75 tokens
+# between its start and end tokens, 5.7 characters each on average over its vocabulary (32 at most), so a longer
+# prompt is all but certain to exceed them; it is refused before its tokenization costs anything.
+MAX_PROMPT_CHARS = 1000
+
+
 class PromptError(ValueError):
     """A prompt cannot be used for an edit (empty, too long, or not aligned with its destination)."""
 
 
 def check_prompt(prompt: str, what: str = "prompt") -> str:
-    """Returns `prompt` stripped, or raises `PromptError` when it is not a non-empty string."""
+    """Returns `prompt` stripped, or raises `PromptError` when it is not a non-empty string of at most
+    `MAX_PROMPT_CHARS` characters."""
     if not isinstance(prompt, str):
         raise PromptError(f"{what} must be a string, got {type(prompt).__name__}")
     if not prompt.strip():
         raise PromptError(f"{what} is empty")
+    if len(prompt.strip()) > MAX_PROMPT_CHARS:
+        raise PromptError(f"{what} has {len(prompt.strip())} characters; at most {MAX_PROMPT_CHARS} are read")
     return prompt.strip()
 
 
@@ -133,7 +143,7 @@ def token_ids(tokenizer, prompt: str) -> list[int]:
 def _word_of(tokens: list[str], index: int) -> str:
     """The whole word that token `index` belongs to (BPE splits words; `</w>` ends one)."""
     start = index
-    while start > 0 and not tokens[start - 1].endswith("</w>"):
+    while start > 1 and not tokens[start - 1].endswith("</w>"):  # tokens[0] is the start token, of no word
         start -= 1
     end = index
     while end < len(tokens) - 1 and not tokens[end].endswith("</w>"):

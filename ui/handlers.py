@@ -61,7 +61,7 @@ def edit(runtime: demo.DemoRuntime, ui, v: dict, progress=None) -> Iterator[dict
                             progress)
     update = next(updates)
     session = session.with_edit(update.edit)
-    edit_file = str(demo.save_edit_file(update.edit, runtime.workdir))
+    edit_file = str(runtime.save_edit(update.edit))
     for update in itertools.chain([update], updates):
         outputs = _edit_outputs(runtime, ui, update, edit_file, session)
         if update.stage == "edited":

@@ -54,7 +54,7 @@ def push(runtime, ui, v: dict, progress=None) -> Iterator[dict]:
     session = v[ui.session]
     if ui.edit.method in v:  # the page's choice (an API client's session keeps its own)
         session = session.with_method(demo.parse_method(v[ui.edit.method]), session.auto_preserve)
-    session = session.push(runtime.tokenizer, v[ui.edit.source], v[ui.edit.destination])
+    session = session.push(runtime.tokenizer, v[ui.edit.source], v[ui.edit.destination], runtime.config.max_pairs)
     yield {ui.session: session, ui.edit.stack: session.stack_rows()}
 
 
@@ -69,10 +69,11 @@ def reset(runtime, ui, v: dict, progress=None) -> Iterator[dict]:
 
 
 def upload(runtime, ui, v: dict, progress=None) -> Iterator[dict]:
-    """An edit file dropped on the upload box: its pairs, λ (exactly), flags and method; a LoRA or a foreign file is
-    refused with a message that says what it is and what to do."""
+    """An edit file dropped on the upload box, checked like typed input (`DemoRuntime.load_edit`): its pairs, λ
+    (exactly), flags and method; a LoRA or a foreign file is refused with a message that says what it is and what to
+    do."""
     e, s = ui.edit, ui.sweep
-    edit = demo.load_edit_file(v[e.upload], runtime.pipe, int(runtime.config.max_upload_mb * 1e6))
+    edit = runtime.load_edit(v[e.upload])
     session = demo.SessionEdits.from_edit(edit)
     text = demo.lam_text(edit.lam)
     gr.Info(f"loaded a {edit.method} edit of {len(edit.sources)} pair(s), λ = {text}")

@@ -15,15 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import CHROMIUM, CHROMIUM_ARGS, ROOT
 from playwright.sync_api import expect, sync_playwright
 
 import time_core.demo as demo
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 VIEWPORT = {"width": 1366, "height": 768}  # a laptop screen
 DOCS_SCREENSHOT = ROOT / "docs" / "screenshot.png"
 TIMEOUT_MS = 240_000

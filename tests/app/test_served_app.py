@@ -181,8 +181,9 @@ def test_app_diff_quickfix_through_the_endpoints(app_url):
     *_, status, details, auto_file = c.predict("a circle", "a green circle", preset_table("shapes:0"), "0.1", True,
                                                True, 1, 0, config.steps, config.guidance, 64, "time", True,
                                                api_name="/edit")
-    assert details["edit"]["method"] == "time" and "a blue circle" in details["edit"]["preserve"]  # automatic
-    assert f'keeping 8 derived prompts ("{details["edit"]["preserve"][0]}"' in status
+    preserve = details["edit"]["preserve"]  # automatic: the circle in the other colours, in the corpus' frames
+    assert details["edit"]["method"] == "time" and "an image of two blue circles on a white background" in preserve
+    assert f'keeping {len(preserve)} derived prompts ("{preserve[0]}"' in status
     assert load_edit(auto_file).auto_preserve and list(c.predict(handle_file(auto_file), api_name="/upload")[-4:]) == [
         "time", "time", True, True]  # an uploaded automatic edit turns the switches on
     plot, strip, rows, status = c.predict(

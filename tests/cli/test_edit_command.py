@@ -130,6 +130,12 @@ def test_bad_input_in_a_subprocess_is_one_line_without_traceback(tmp_path):
      "preserve_weight must be finite and >= 0, got -1.0"),
     (["--out", "e.safetensors", "--preserve", " "], "preserve prompt is empty"),
     ([], "the following arguments are required: --out"),
+    (["--out", "e.safetensors", "--lam", "5e-324"], "lam must be at least 1e-12"),
+    (["--out", "/proc/e.safetensors"], "--out /proc/e.safetensors: cannot write to /proc"),
+    (["--out", "e.safetensors", "--lora", "/proc/l.safetensors"], "--lora /proc/l.safetensors: cannot write to /proc"),
+    (["--out", "e.safetensors", "--preview", "1", "--preview-dir", "/proc/p"], "--preview-dir /proc/p: cannot write"),
+    (["--out", "e.safetensors", "--model", "models/sd-v1-4/"], "no folder models/sd-v1-4/: a local model is a folder"),
+    (["--out", "e.safetensors", "--preserve", "x" * 10_000], "preserve prompt has 10000 characters; at most 1000"),
 ])
 def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -153,6 +159,66 @@ def test_bad_prompts_exit_2(source, destination, message, toy, tmp_path, capsys,
     assert exit_.value.code == 2
     err = capsys.readouterr().err.splitlines()
     assert err[-1].startswith("time-edit: error: ") and message in err[-1]
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_long_prompt_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    from time_core.cli import command as cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "load_pipeline", None)  # a call would fail with a TypeError, not the message below
+    with pytest.raises(SystemExit) as exit_:
+        edit_main(["a " * 5_000, DESTINATION, "--out", "e.safetensors"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == ("time-edit: error: source has 9999 characters; at most 1000 are read "
+                                       "(see time-edit --help)\n")
+
+
+def test_an_existing_output_is_replaced_only_with_force(toy, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "e.safetensors").write_bytes(b"keep")
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "grid.png").write_bytes(b"keep")
+    for args, message in ((["--out", "e.safetensors"], "--out e.safetensors exists; pass --force to replace it"),
+                          (["--out", "f.safetensors", "--lora", "e.safetensors"], "--lora e.safetensors exists"),
+                          (["--out", "f.safetensors", "--preview", "1", "--preview-dir", "p"],
+                           "--preview-dir p holds grid.png; pass --force to replace the preview")):
+        with pytest.raises(SystemExit) as exit_:
+            edit_main([SOURCE, DESTINATION, *args])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert (tmp_path / "e.safetensors").read_bytes() == b"keep" and not (tmp_path / "f.safetensors").exists()
+    assert (tmp_path / "p" / "grid.png").read_bytes() == b"keep"
+    edit_main([SOURCE, DESTINATION, "--out", "e.safetensors", "--force"])
+    assert load_edit(tmp_path / "e.safetensors").destinations == (DESTINATION,)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.safetensors", "p"]  # no temporary file left
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_written_files_follow_the_umask(mask, toy, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    previous = os.umask(mask)
+    try:
+        edit_main([SOURCE, DESTINATION, "--out", "e.safetensors", "--lora", "l.safetensors"])
+    finally:
+        os.umask(previous)
+    for name in ("e.safetensors", "l.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_ctrl_c_is_one_line(tmp_path, capsys, monkeypatch):
+    from time_core.cli import command as cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "load_pipeline", interrupted)
+    with pytest.raises(SystemExit) as exit_:
+        edit_main([SOURCE, DESTINATION, "--out", "e.safetensors"])
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err.splitlines()[-1] == "time-edit: error: interrupted"
     assert not list(tmp_path.iterdir())
 
 

@@ -36,7 +36,7 @@ def test_load_pipeline_from_a_local_folder(sd1, tmp_path):
     assert pipe.unet.dtype == torch.float32
     a = compute_edit(pipe, SOURCE, DESTINATION)
     assert torch.allclose(a.M, compute_edit(sd1, SOURCE, DESTINATION).M, atol=1e-10)
-    assert a.model == str(tmp_path / "pipe")
+    assert a.model == "pipe"  # the folder's name: edit files carry no path of this machine
 
 
 def test_load_pipeline_errors(tmp_path, monkeypatch):
@@ -53,6 +53,17 @@ def test_load_pipeline_errors(tmp_path, monkeypatch):
         time_core.load_pipeline(str(tmp_path / "empty"), device="cpu")
     with pytest.raises(ValueError, match="model must be"):
         time_core.load_pipeline("")
+    for missing in (str(tmp_path / "no-such-folder"), "./models/sd14", "~/sd", "a/b/c"):
+        with pytest.raises(time_core.ModelLoadError, match="no folder .*: a local model is a folder saved with"):
+            time_core.load_pipeline(missing, device="cpu")
+
+
+def test_edits_of_the_toy_model_record_its_name_not_its_folder():
+    from time_core.models import check_model
+
+    assert compute_edit(time_core.load_pipeline("toy"), "a circle", "a green circle").model == "toy"
+    assert check_model("CompVis/stable-diffusion-v1-4") == "CompVis/stable-diffusion-v1-4"
+    assert check_model("gpt2") == "gpt2"
 
 
 @pytest.mark.parametrize("name", ["sd1", "sdxl"])

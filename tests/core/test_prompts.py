@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from time_core.presets import load_preset
-from time_core.prompts import AUGMENTATIONS, PromptError, align_tokens, augment_pairs, token_ids
+from time_core.prompts import (
+    AUGMENTATIONS,
+    MAX_PROMPT_CHARS,
+    PromptError,
+    align_tokens,
+    augment_pairs,
+    check_prompt,
+    token_ids,
+)
 
 L = 77
 
@@ -56,6 +64,12 @@ def test_identical_prompts_align_to_themselves(tokenizer):
 def test_missing_word_is_named(tokenizer, source, destination, word):
     with pytest.raises(PromptError, match=f"does not contain the source word '{word}'"):
         align_tokens(tokenizer, source, destination)
+
+
+def test_a_prompt_longer_than_the_character_limit_is_refused_before_tokenizing():
+    assert check_prompt("  " + "a" * MAX_PROMPT_CHARS + " ") == "a" * MAX_PROMPT_CHARS
+    with pytest.raises(PromptError, match=f"source has 10000 characters; at most {MAX_PROMPT_CHARS} are read"):
+        check_prompt("a" * 10_000, "source")
 
 
 def test_too_long_prompt_is_an_error(tokenizer):

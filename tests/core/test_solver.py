@@ -5,7 +5,16 @@ import math
 import pytest
 import torch
 
-from time_core.solver import build_system, check_lam, cross_validated_lam, edit_matrix, naive_edited_weight, parse_lam
+from time_core.solver import (
+    MIN_LAM,
+    build_system,
+    check_finite,
+    check_lam,
+    cross_validated_lam,
+    edit_matrix,
+    naive_edited_weight,
+    parse_lam,
+)
 
 
 def random_problem(n: int, d: int, out: int = 12, seed: int = 0):
@@ -97,13 +106,34 @@ def test_solution_is_float64_and_does_not_modify_inputs():
     assert torch.equal(C32, before[0]) and torch.equal(C_star32, before[1])
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, math.nan, math.inf, "abc", None])
+@pytest.mark.parametrize("bad", [0, -1.0, math.nan, math.inf, "abc", None, 5e-324, 1e-30, MIN_LAM / 2])
 def test_bad_lambda_is_rejected(bad):
     with pytest.raises(ValueError, match="lam must be"):
         check_lam(bad)
     C, C_star, _ = random_problem(10, 8)
     with pytest.raises(ValueError, match="lam must be"):
         edit_matrix(C, C_star, bad)
+
+
+def test_the_smallest_lambda_gives_a_finite_edit_that_a_larger_one_approaches():
+    # rank deficient (duplicated rows, N < d): the null space of C is where rounding noise would be divided by λ
+    C, C_star, _ = random_problem(20, 64)
+    C, C_star = torch.cat([C, C[:5]]), torch.cat([C_star, C_star[:5]])
+    smallest, small = edit_matrix(C, C_star, MIN_LAM), edit_matrix(C, C_star, 1e-9)
+    assert torch.isfinite(smallest).all()
+    assert (smallest - small).abs().max() < 1e-6 * small.abs().max()  # both are the λ → 0 limit
+    assert check_lam(MIN_LAM) == MIN_LAM
+    with pytest.raises(ValueError, match="at least 1e-12"):
+        check_lam(5e-324)
+
+
+def test_a_solve_with_non_finite_values_is_refused():
+    with pytest.raises(ValueError, match="NaN or infinite values; use a larger λ"):
+        check_finite(torch.tensor([[1.0, math.nan]]), 1e-12)
+    system = build_system(*random_problem(10, 8)[:2])
+    broken = type(system)(A=system.A * math.inf, s=system.s, B=system.B)
+    with pytest.raises(ValueError, match="lam = 0.1 gives an edit with NaN"):
+        broken.solve(0.1)
 
 
 def test_bad_shapes_and_weights_are_rejected():

@@ -77,7 +77,7 @@ def test_presets_in_the_dropdown():
     assert demo.preset_choices("toy", kind="debias") == [toy[-1]]
     circle = demo.preset_prompts("shapes:0")
     assert (circle.source, circle.destination) == ("a circle", "a green circle")
-    assert len(circle.positives) == len(circle.negatives) == 5 and len(circle.table()) == 10
+    assert len(circle.positives) == len(circle.negatives) == 10 and len(circle.table()) == 20  # the hard preset
     diamond = demo.preset_prompts("shapes_debias:0")  # debias tests become positives with the edit applied
     assert [p.destination for p in diamond.positives][:2] == ["a big blue diamond", "a drawing of a blue diamond"]
     attendant = demo.preset_prompts("timed_professions:0")
@@ -93,8 +93,8 @@ def test_test_table_carries_prompt_types():
     ])
     assert positives[0].type == "plural" and negatives[0].type is None
     table = demo.preset_prompts("shapes:0").table()
-    assert [row[3] for row in table] == ["phrasing", "phrasing", "plural", "scene", "scene",
-                                        "related", "explicit", "other-object", "unrelated", "related"]
+    assert [row[3] for row in table] == ["phrasing"] * 3 + ["plural"] * 3 + ["scene-first"] * 2 + ["scene-second"] * 2 + [
+        "related"] * 3 + ["explicit"] * 5 + ["other-object", "unrelated"]
     assert demo.PromptSet.from_fields("a circle", "a green circle", table).table() == table  # a round trip
 
 

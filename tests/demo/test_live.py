@@ -143,7 +143,8 @@ def test_comparison_grid_rows_roles_verdicts_and_escaping(tiny_runtime):
 
 def test_the_knob_free_edit_in_the_demo(tiny_runtime):
     """λ = "auto" with automatic preservation: the λ chosen for this edit is run, named in the status, noted under
-    the slider (also when the slider shows another λ) and marked on the sweep; a method without it says so."""
+    the slider (also when the slider shows another λ) and marked on the sweep; Diff-QuickFix's runs too; a method
+    without one (fine-tuning) says so."""
     runtime = tiny_runtime
     settings = runtime.settings(num_seeds=1)
     session = demo.SessionEdits(auto_preserve=True)
@@ -161,8 +162,11 @@ def test_the_knob_free_edit_in_the_demo(tiny_runtime):
     assert sweep.auto_lam == done.auto_lam and "knob-free λ for this edit" in demo.sweep_status(sweep)
     axes = demo.sweep_figure(sweep).axes[0]
     assert any(np.allclose(line.get_xdata(), done.auto_lam) for line in axes.get_lines())
-    with pytest.raises(ValueError, match="diff-quickfix has no knob-free λ: give λ as a number"):
-        next(demo.run_edit(runtime, session.with_method("diff-quickfix", True), prompts, "auto", settings))
+    quickfix = next(demo.run_edit(runtime, session.with_method("diff-quickfix", True), prompts, "auto", settings))
+    assert quickfix.edit.method == "diff-quickfix" and quickfix.edit.lam_auto and quickfix.auto_lam == quickfix.edit.lam
+    assert "(knob-free: chosen for this edit)" in demo.edit_status(quickfix)
+    with pytest.raises(ValueError, match="finetune has no knob-free λ: give λ as a number"):
+        next(demo.run_edit(runtime, session.with_method("finetune", True), prompts, "auto", settings))
     with pytest.raises(ValueError, match="needs preserve='auto'"):
         next(demo.run_edit(runtime, demo.SessionEdits(), prompts, "auto", settings))
     *_, paper = demo.run_edit(runtime, demo.SessionEdits(), prompts, demo.PAPER_LAM, settings)

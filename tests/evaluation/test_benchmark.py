@@ -4,25 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from helpers import MeanPixelClassifier
 
 from time_core.evaluation.benchmark import EvalConfig, check_eval_dir, evaluate, merge_results, throughput
 from time_core.evaluation.report import markdown_table, write_plots
-
-
-class MeanPixelClassifier:
-    """A deterministic stand-in classifier: P(destination) = mean pixel value of the image."""
-
-    name = "mean-pixel"
-
-    def __init__(self, fail_after: int | None = None):
-        self.calls = 0
-        self.fail_after = fail_after
-
-    def prob_destination(self, images, prompts, destinations):
-        self.calls += 1
-        if self.fail_after is not None and self.calls > self.fail_after:
-            raise KeyboardInterrupt
-        return np.array([np.asarray(img, dtype=np.float64).mean() / 255.0 for img in images])
 
 
 def _config(**kwargs):

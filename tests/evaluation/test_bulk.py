@@ -10,7 +10,7 @@ import torch
 from helpers import BrightnessScorer, pipeline_hash
 
 from time_core import compute_edit, generate
-from time_core.evaluation.bulk import BulkProblem, bulk_entries
+from time_core.evaluation.bulk import BulkProblem, bulk_entries, conflicting_negatives
 from time_core.evaluation.classifiers import ClipClassifier
 from time_core.evaluation.experiments import ExperimentConfig, LocalState, run
 from time_core.methods import get_method
@@ -56,7 +56,16 @@ def test_bulk_equals_a_hand_built_multi_edit(sd1, tmp_path):
     before = pipeline_hash(sd1)
     classifier = CountingClassifier()
     report = run(ARGS, _config(), tmp_path, LocalState(), _write, pipe=sd1, classifier=classifier)
-    assert report["bulk"] == {"entries": 2, "removed": ["a circle -> a blue circle", "a circle -> a yellow circle"]}
+    bulk = report["bulk"]
+    assert bulk["entries"] == 2 and bulk["removed"] == ["a circle -> a blue circle", "a circle -> a yellow circle"]
+    # "a circle" -> "a green circle" and "a oval" -> "a green oval" edited at once: each entry's look-alike negatives
+    # ("a oval" must not become "a green oval", ...) are what the other entry asks for, and are left out here
+    conflicts = conflicting_negatives([load_preset("shapes").entries[i] for i in (0, 3)])
+    assert bulk["conflicting_negatives"] == len(conflicts) == 6 and {k for _, k in conflicts} == {0, 1, 2}
+    units = [json.loads((tmp_path / "units" / f"e{e:04d}_s0-1_lam1000.0.json").read_text())["time"] for e in (0, 1)]
+    kept = np.array([row for e, rows in enumerate(units) for k, row in enumerate(rows[11:]) if (e, k) not in conflicts])
+    expected = (kept <= 0.5).mean(axis=0)  # (seeds,): the share of kept negatives per seed
+    assert bulk["specificity_without_conflicts"]["time@1000.0"]["mean"] == pytest.approx(expected.mean())
     assert [row["source"] for row in report["per_entry"]] == ["a circle", "a oval"]
     assert report["config"]["preset"] == "shapes" and report["config"]["bulk"] is True
 

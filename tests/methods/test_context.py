@@ -5,8 +5,11 @@ import torch
 
 import time_core
 from time_core.methods.context import GENERIC_CORPUS, context_set, load_corpus, read_corpus
+from time_core.methods.words import added_words, is_inflection, replace_word
 from time_core.models import TOY_PIPELINE_DIR
 from time_core.presets import list_presets, load_preset
+from time_core.prompts import build_pairs
+from time_core.solver import build_system
 
 
 @pytest.fixture(scope="module")
@@ -97,5 +100,43 @@ def test_auto_lam_needs_auto_preservation(toy):
         time_core.compute_edit(toy, "a circle", "a green circle", lam="auto")
     with pytest.raises(ValueError, match="lam='auto' needs preserve='auto'"):
         time_core.prepare_edit(toy, "a circle", "a green circle").solve("auto")
-    with pytest.raises(ValueError, match="not available for diff-quickfix"):
-        time_core.compute_edit(toy, "a circle", "a green circle", lam="auto", preserve="auto", method="diff-quickfix")
+    with pytest.raises(ValueError, match="lam='auto' is not available for finetune"):
+        time_core.compute_edit(toy, "a circle", "a green circle", lam="auto", preserve="auto", method="finetune")
+
+
+def test_compute_edit_with_automatic_preservation(sd1):
+    """TIME's `preserve="auto"` is Eq. 5 over the edit's pairs and its context sets, every prompt's rows at weight 1."""
+    source, destination = "a pack of roses", "a pack of blue roses"
+    problem = time_core.prepare_edit(sd1, source, destination, preserve="auto")
+    edit = problem.solve(0.1)
+    context = context_set(sd1, load_corpus(sd1), [source], [destination])
+    assert context.generalise and context.keep and context.generic
+    assert edit.preserve == context.keep and edit.context == context.summary() and not edit.lam_auto
+    # the same rows built by hand: the edit augmented, the kept prompts and generic captions as they are, then the
+    # generalisation pairs
+    kept = (*context.keep, *context.generic)
+    C, C_star, weights = build_pairs(sd1, [source], [destination], True, kept, 1.0, augment_preserve=False)
+    G, G_star, _ = build_pairs(sd1, *zip(*context.generalise), augment=False)
+    length = sd1.tokenizer.model_max_length
+    assert C.shape[0] == (4 + len(kept)) * length and G.shape[0] == len(context.generalise) * length
+    M = build_system(torch.cat([C, G]), torch.cat([C_star, G_star])).solve(0.1)
+    assert torch.allclose(edit.M, M, atol=1e-10)
+    # lam="auto": the cross-validated λ, recorded as chosen
+    auto = time_core.compute_edit(sd1, source, destination, lam="auto", preserve="auto")
+    assert auto.lam_auto and auto.lam == problem.auto_lam > 0
+    assert torch.equal(auto.M, problem.solve(problem.auto_lam).M)
+    # explicit lists keep working, and a bare string is one prompt
+    one = time_core.compute_edit(sd1, "a pack of roses", "a pack of blue roses", preserve="a pack of red roses")
+    assert one.preserve == ("a pack of red roses",)
+    with pytest.raises(ValueError, match="preserve_weight"):
+        time_core.compute_edit(sd1, "a pack of roses", "a pack of blue roses", preserve=["a dog"], preserve_weight=-1)
+
+
+def test_words_of_an_edit(sd1):
+    tokenizer = sd1.tokenizer
+    assert added_words(tokenizer, "a pack of roses", "a pack of blue roses") == ["blue"]
+    assert added_words(tokenizer, "an apple", "a big red apple") == ["big", "red"]  # "an" matches "a"
+    assert is_inflection("circles", {"circle"}) and is_inflection("circle", {"circles"})
+    assert not is_inflection("red", {"green"}) and not is_inflection("at", {"atom"})  # under 3 letters: never
+    assert replace_word("a green circle and a green star", "green", "blue") == "a blue circle and a green star"
+    assert replace_word("evergreen", "green", "blue") == "evergreen"  # whole words only

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from time_core import METHODS, Edit, EditFileError, PromptError, QuickFixEdit, compute_edit, generate, load_edit
 from time_core import prepare_edit
-from time_core.methods.diff_quickfix import OUT_PROJ_PATH, find_projection, prepare_quickfix
+from time_core.methods.diff_quickfix import OUT_PROJ_PATH, QuickFixProblem, find_projection, prepare_quickfix
 from time_core.models import encode_prompts, thread_view
 
 SOURCE, DESTINATION = "a pack of roses", "a pack of blue roses"
@@ -299,26 +299,28 @@ def test_sessions_with_different_methods_do_not_cross(sd1):
     assert np.abs(alone[0] - alone[3]).max() > 1e-3 and np.abs(alone[0] - alone[1]).max() > 1e-3
 
 
-def test_automatic_preservation_adds_the_derived_prompts(sd1):
-    from time_core.methods.diff_quickfix import preservation_pairs
-    from time_core.methods.preservation import auto_preservation
+def test_automatic_preservation_solves_over_the_context_sets(sd1):
+    """Diff-QuickFix's `preserve="auto"`: the layer's rows of the edit (augmented), of the generalisation pairs and of
+    the kept prompts and generic captions (every position), at weight 1; `lam="auto"` solves at the chosen λ."""
+    from time_core.methods.context import context_set, load_corpus
+    from time_core.methods.diff_quickfix import preservation_pairs, quickfix_pairs
 
-    plan = auto_preservation(sd1, ["a pack of roses"], ["a pack of blue roses"])
-    auto = compute_edit(sd1, "a pack of roses", "a pack of blue roses", preserve="auto", method="diff-quickfix")
-    assert auto.preserve == plan.prompts and auto.preserve
-    # the weight: the method's strength × λ (0.01) over the mean squared norm of the preservation keys
-    method = METHODS["diff-quickfix"]
-    K_keep, _ = preservation_pairs(sd1.text_encoder, sd1.tokenizer, plan.prompts, augment=method.auto_preserve_augment,
-                                   words_only=method.auto_preserve_words_only)
-    expected = method.auto_preserve_strength * 0.01 / float((K_keep**2).sum(dim=1).mean())
-    assert auto.preserve_weight == pytest.approx(expected, rel=1e-12)
-    # the same edit as the derived prompts listed by hand at that weight
-    by_hand = prepare_quickfix(sd1.text_encoder, sd1.tokenizer, "a pack of roses", "a pack of blue roses",
-                               preserve=plan.prompts, preserve_weight=expected,
-                               augment_preserve=method.auto_preserve_augment,
-                               preserve_words_only=method.auto_preserve_words_only).solve(0.01)
-    W = find_projection(sd1.text_encoder, OUT_PROJ_PATH).weight.detach().double()
-    assert torch.allclose(W + auto.deltas[0], by_hand, atol=1e-9)
+    source, destination = "a pack of roses", "a pack of blue roses"
+    problem = prepare_edit(sd1, source, destination, preserve="auto", method="diff-quickfix")
+    context = context_set(sd1, load_corpus(sd1), [source], [destination])
+    auto = problem.solve(0.01)
+    assert auto.preserve == context.keep and auto.context == context.summary() and not auto.lam_auto
+    encoder, tokenizer = sd1.text_encoder, sd1.tokenizer
+    K, V = quickfix_pairs(encoder, tokenizer, source, destination, True, OUT_PROJ_PATH)
+    K_g, V_g = quickfix_pairs(encoder, tokenizer, *zip(*context.generalise), False, OUT_PROJ_PATH)
+    K_k, V_k = preservation_pairs(encoder, tokenizer, [*context.keep, *context.generic], False, OUT_PROJ_PATH)
+    layer = find_projection(encoder, OUT_PROJ_PATH)
+    by_hand = QuickFixProblem.from_pairs(torch.cat([K, K_g, K_k]), torch.cat([V, V_g, V_k]), layer.weight,
+                                         layer.bias).update(0.01)
+    assert torch.allclose(auto.deltas[0], by_hand, atol=1e-9)
+    chosen = problem.solve("auto")
+    assert chosen.lam_auto and chosen.lam == problem.auto_lam > 0
+    assert torch.equal(chosen.deltas[0], problem.solve(problem.auto_lam).deltas[0])
 
 
 @pytest.mark.parametrize("component", ["text_encoder", "text_encoder_2"])

@@ -80,7 +80,8 @@ def test_oracle_follows_every_prompt_type(toy):
     correct: dict[str, list[bool]] = {}
     for (kind, _, prompt, destination, wanted), row in zip(cases, images):
         correct.setdefault(kind, []).extend(destination_probability(im, prompt, destination) == wanted for im in row)
-    assert set(correct) == {"phrasing", "plural", "scene", "related", "explicit", "other-object", "unrelated"}
+    assert set(correct) == {"phrasing", "plural", "scene-first", "scene-second", "related", "explicit", "other-object",
+                            "unrelated"}
     for kind, hits in correct.items():
         assert sum(hits) >= 0.95 * len(hits), (kind, sum(hits), len(hits))
 

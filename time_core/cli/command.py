@@ -6,7 +6,9 @@ time-edit "a pack of roses" "a pack of blue roses" --model CompVis/stable-diffus
     --out roses.safetensors --lora roses-lora.safetensors --rank 64 --lora-format kohya --preview 4
 ```
 
-Every argument is checked before the model loads; bad input exits with status 2 and one line naming the problem.
+Every argument is checked before the model loads: bad input (a prompt, λ, an option, a model folder that does not
+exist, an output that exists without `--force` or cannot be written) exits with status 2 and one line naming the
+problem; Ctrl-C exits with status 130 and one line. Files are written atomically, with the permissions of the umask.
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from ..edit import EditFileError
 from ..export import DTYPES, FORMATS, export_lora
 from ..export.factors import check_rank
+from ..files import check_new_file, check_writable_folder
 from ..methods import DEFAULT_METHOD, METHODS, compute_edit, get_method
-from ..models import ModelLoadError, UnsupportedModelError, generation_defaults, load_pipeline
+from ..models import ModelLoadError, UnsupportedModelError, check_model, generation_defaults, load_pipeline
 from ..prompts import AUTO_PRESERVE, PromptError, check_preserve_weight, check_prompt
 from ..solver import is_auto, parse_lam
-from .preview import write_preview
+from .preview import preview_files, write_preview
 
-__all__ = ["edit_main", "main", "parse_args"]
+__all__ = ["OneLineParser", "edit_main", "fail", "main", "parse_args"]
 
 PROG = "time-edit"
 MAX_PREVIEW = 64  # seeds in one preview
@@ -36,7 +41,7 @@ class UsageError(ValueError):
     """Bad command-line input."""
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse with one-line errors: `PROG: error: MESSAGE (see PROG --help)` and exit status 2."""
 
     def error(self, message: str):
@@ -45,14 +50,14 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser(prog: str) -> argparse.ArgumentParser:
     methods = "; ".join(f"{name}: {method.summary}" for name, method in sorted(METHODS.items()))
-    parser = _Parser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="the under-specified prompt, e.g. 'a pack of roses'")
+    parser = OneLineParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="the under-specified prompt, e.g. 'a pack of roses' (at most 1000 characters)")
     parser.add_argument("destination", help="the prompt stating the wanted attribute, e.g. 'a pack of blue roses'")
     parser.add_argument("--model", default="toy", help="'toy', a hub id or a local folder (default: toy)")
     parser.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS), help=f"editing method: {methods}")
     parser.add_argument("--lam", default=None,
-                        help="λ (default: the method's, TIME: 0.1); 'auto' with --preserve auto: the knob-free edit, "
-                             "λ chosen for this edit")
+                        help="λ, at least 1e-12 (default: the method's, TIME: 0.1); 'auto' with --preserve auto: the "
+                             "knob-free edit, λ chosen for this edit")
     parser.add_argument("--values-only", action="store_true", help="edit only to_v (default: to_k and to_v)")
     parser.add_argument("--no-augment", action="store_true", help="no prompt augmentations")
     parser.add_argument("--preserve", nargs="+", default=(), metavar="PROMPT",
@@ -60,7 +65,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                              "(TIME and Diff-QuickFix)")
     parser.add_argument("--preserve-weight", type=float, default=None, metavar="W",
                         help="the weight of the --preserve prompts (default: 1.0)")
-    parser.add_argument("--out", required=True, help="the edit file to write (.safetensors)")
+    parser.add_argument("--out", required=True,
+                        help="the edit file to write (.safetensors); an existing file is replaced only with --force")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing --out or --lora file and the preview's images")
     lora = parser.add_argument_group("LoRA export")
     lora.add_argument("--lora", default=None, help="also write the edit as a LoRA file (.safetensors)")
     lora.add_argument("--rank", type=int, default=None, help="largest rank per layer (default: full rank, exact)")
@@ -78,17 +86,34 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _output_file(value: str, flag: str) -> Path:
+def _output_file(value: str, flag: str, force: bool) -> Path:
     path = Path(value)
     if path.suffix != ".safetensors":
         raise UsageError(f"{flag} must name a .safetensors file, got {value!r}")
     if path.is_dir():
         raise UsageError(f"{flag} {value} is a folder; give a file name ending with .safetensors")
-    folder = path.resolve().parent
-    if not folder.is_dir():
-        problem = "is not a folder" if folder.exists() else "does not exist"
-        raise UsageError(f"{flag} {value}: {folder} {problem}")
-    return path
+    try:
+        return check_new_file(path, flag, force)
+    except OSError as error:
+        raise UsageError(str(error)) from None
+
+
+def _preview_dir(args: argparse.Namespace) -> Path:
+    """The preview's folder, checked: writable (or creatable), and without images of the same names unless `--force`."""
+    folder = Path(args.preview_dir) if args.preview_dir else args.out.with_name(f"{args.out.stem}-preview")
+    if not args.preview:
+        return folder
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--preview-dir {folder} exists and is not a folder")
+    try:
+        check_writable_folder(folder if folder.is_dir() else folder.resolve().parent, f"--preview-dir {folder}")
+    except OSError as error:
+        raise UsageError(str(error)) from None
+    seeds = range(args.first_seed, args.first_seed + args.preview)
+    existing = [p.name for p in preview_files(folder, seeds) if p.exists()]
+    if existing and not args.force:
+        raise UsageError(f"--preview-dir {folder} holds {existing[0]}; pass --force to replace the preview")
+    return folder
 
 
 def _preserve(prompts: Sequence[str], method: str) -> str | tuple[str, ...]:
@@ -105,6 +130,7 @@ def _preserve(prompts: Sequence[str], method: str) -> str | tuple[str, ...]:
 def _check(args: argparse.Namespace) -> argparse.Namespace:
     """Checks every argument that can be checked without the model; raises `UsageError` / `PromptError`."""
     args.source, args.destination = check_prompt(args.source, "source"), check_prompt(args.destination, "destination")
+    check_model(args.model)
     if args.lam is not None:
         args.lam = parse_lam(args.lam)
     if problems := get_method(args.method).unsupported(values_only=args.values_only):
@@ -118,9 +144,9 @@ def _check(args: argparse.Namespace) -> argparse.Namespace:
         if not args.preserve:
             raise UsageError("--preserve-weight needs --preserve PROMPT ...")
         args.preserve_weight = check_preserve_weight(args.preserve_weight)
-    args.out = _output_file(args.out, "--out")
+    args.out = _output_file(args.out, "--out", args.force)
     if args.lora is not None:
-        args.lora = _output_file(args.lora, "--lora")
+        args.lora = _output_file(args.lora, "--lora", args.force)
         if args.lora.resolve() == args.out.resolve():
             raise UsageError("--lora and --out name the same file")
     elif args.rank is not None or args.lora_format != "peft" or args.lora_dtype != "float32":
@@ -132,9 +158,7 @@ def _check(args: argparse.Namespace) -> argparse.Namespace:
         raise UsageError(f"--first-seed must be >= 0, got {args.first_seed}")
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be >= 1, got {args.steps}")
-    args.preview_dir = Path(args.preview_dir) if args.preview_dir else args.out.with_name(f"{args.out.stem}-preview")
-    if args.preview and args.preview_dir.exists() and not args.preview_dir.is_dir():
-        raise UsageError(f"--preview-dir {args.preview_dir} exists and is not a folder")
+    args.preview_dir = _preview_dir(args)
     return args
 
 
@@ -144,7 +168,7 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.
     args = parser.parse_args(argv)
     try:
         return _check(args)
-    except (UsageError, ValueError) as error:
+    except (UsageError, ValueError, ModelLoadError) as error:
         parser.error(str(error))
 
 
@@ -195,7 +219,8 @@ def run(args: argparse.Namespace) -> dict:
     return written
 
 
-def _fail(prog: str, message: str, status: int = 2):
+def fail(prog: str, message: str, status: int = 2):
+    """Ends a command: `PROG: error: MESSAGE` on one line of stderr, and exit status `status`."""
     print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)  # one line, no traceback
     raise SystemExit(status)
 
@@ -205,10 +230,11 @@ def edit_main(argv: Sequence[str] | None = None, prog: str = PROG) -> dict:
     args = parse_args(argv, prog)
     try:
         return run(args)
-    except (PromptError, EditFileError, UnsupportedModelError, ModelLoadError, ValueError, OSError) as error:
-        _fail(prog, str(error))
+    except (PromptError, EditFileError, UnsupportedModelError, ModelLoadError, ValueError, OSError,
+            SafetensorError) as error:
+        fail(prog, str(error))
     except KeyboardInterrupt:
-        _fail(prog, "interrupted", status=130)
+        fail(prog, "interrupted", status=130)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["grid", "write_preview"]
+__all__ = ["grid", "preview_files", "write_preview"]
 
 
 def grid(rows: Sequence[Sequence]):
@@ -18,6 +18,12 @@ def grid(rows: Sequence[Sequence]):
         for j, image in enumerate(row):
             picture.paste(image.convert("RGB"), (j * width, i * height))
     return picture
+
+
+def preview_files(folder: Path, seeds: Sequence[int]) -> list[Path]:
+    """The files `write_preview` writes for `seeds`: the originals, the edited images, then the grid."""
+    return ([folder / f"{model}_seed{seed}.png" for model in ("original", "edited") for seed in seeds]
+            + [folder / "grid.png"])
 
 
 def write_preview(
@@ -33,12 +39,8 @@ def write_preview(
 
     result = generate(pipe, [prompt], list(seeds), edit=edit, num_inference_steps=steps, guidance_scale=guidance)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for model, images in (("original", result.original[0]), ("edited", result.edited[0])):
-        for seed, image in zip(result.seeds, images):
-            path = folder / f"{model}_seed{seed}.png"
-            image.save(path)
-            paths.append(path)
-    path = folder / "grid.png"
-    grid([result.original[0], result.edited[0]]).save(path)
-    return [*paths, path]
+    paths = preview_files(folder, result.seeds)
+    images = [*result.original[0], *result.edited[0], grid([result.original[0], result.edited[0]])]
+    for path, image in zip(paths, images):
+        image.save(path)
+    return paths

@@ -6,10 +6,12 @@
 - `methods`: the editing methods offered (TIME, Diff-QuickFix) and what choosing one sets;
 - `prompt_sets`: the prompts of a run (`PromptSet`) and the presets of the dropdowns;
 - `cache`, `runtime`: the cache of original images and the shared pipeline and classifier (`DemoRuntime`);
-- `session`: a session's edit stack (`SessionEdits`) and edit files;
+- `session`: a session's edit stack (`SessionEdits`);
+- `exports`: edit files to download and upload (an upload is checked like typed input), LoRA files;
 - `images`: original (cached), edited and scored images;
 - `edit_run`, `sweep_run`, `debias_run`: the runs of the three tabs, generators of updates;
-- `views`: status lines, tables, plots and image strips of those updates.
+- `views`: status lines, tables, plots and image strips of those updates;
+- `texts`: the page's texts, and how prompts are shown in it (`quote`, `toast`: as text, never markup).
 
 A run yields updates, so the UI can show the original model's images before the edited model's:
 
@@ -40,6 +42,8 @@ from .inputs import (
     SWEEP_MIN_COUNT,
     DemoInputError,
     GenerationSettings,
+    check_count,
+    check_images,
     format_lam,
     lam_from_log,
     lam_text,
@@ -53,13 +57,21 @@ from .inputs import (
 )
 from .methods import DEMO_METHODS, METHOD_LABELS, MethodFields, method_choices, method_fields, parse_method
 from .prompt_sets import TEST_HEADERS, PromptSet, debias_entry, example_prompts, preset_choices, preset_prompts
-from .exports import LORA_FORMATS, export_session_lora, foreign_file_message
+from .exports import (
+    LORA_FORMATS,
+    check_uploaded_edit,
+    export_session_lora,
+    foreign_file_message,
+    load_edit_file,
+    save_edit_file,
+)
 from .grid import ImageFiles, comparison_html, row_verdict
 from .live import LIVE_LOG_STEP, EditRequest, live_lams, preview_rows, run_live
 from .runtime import DemoRuntime
 from .turns import PipelineTurns
-from .session import SessionEdits, load_edit_file, save_edit_file
+from .session import SessionEdits
 from .sweep_run import SweepPoint, SweepUpdate, run_sweep
+from .texts import quote, toast
 from .views import (
     SCORE_HEADERS,
     debias_found,
@@ -113,6 +125,9 @@ __all__ = [
     "SweepPoint",
     "SweepUpdate",
     "add_cli_arguments",
+    "check_count",
+    "check_images",
+    "check_uploaded_edit",
     "comparison_html",
     "config_from_cli",
     "live_lams",
@@ -150,6 +165,7 @@ __all__ = [
     "parse_test_prompts",
     "preset_choices",
     "preset_prompts",
+    "quote",
     "resolve_model",
     "run_debias",
     "run_edit",
@@ -162,4 +178,5 @@ __all__ = [
     "sweep_rows",
     "sweep_status",
     "sweep_strip",
+    "toast",
 ]

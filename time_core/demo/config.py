@@ -36,6 +36,15 @@ class DemoConfig:
         lam (`float`): the default λ.
         max_seeds (`int`), max_steps (`int`), max_size (`int`): limits on what a user may ask for.
         max_upload_mb (`float`): the largest edit file accepted, in MB.
+        max_pairs (`int`): prompt pairs in one edit: the session's stack and the current pair, or an uploaded file's.
+            Each costs the Edit click that solves it time and memory while it holds the shared pipeline (toy model:
+            about 1 MB and 6 ms per pair, measured in docs/errors.md).
+        max_preserve (`int`): preserved prompts listed in an uploaded edit file (each costs about what a pair does).
+        max_test_prompts (`int`): rows of the test-prompt table.
+        max_images (`int`): images one click generates: prompts × seeds × models (original and edited, or the
+            original and each λ of a sweep).
+        max_edit_files (`int`): edit files (and as many LoRA files) kept in the work folder for download; older ones
+            are removed.
         scorer (`str`): the `time_core.evaluation.scoring.load_scorer` name of the CLIP classifier.
         sweep_count (`int`), sweep_log_min (`float`), sweep_log_max (`float`): the default λ sweep (log10 bounds).
         sweep_seeds (`int`): images per prompt and λ in a sweep.
@@ -59,6 +68,11 @@ class DemoConfig:
     max_steps: int = 100
     max_size: int = 128
     max_upload_mb: float = 64.0
+    max_pairs: int = 32
+    max_preserve: int = 64
+    max_test_prompts: int = 20
+    max_images: int = 1200
+    max_edit_files: int = 256
     scorer: str = "toy"
     sweep_count: int = 10
     sweep_log_min: float = LOG_LAM_MIN
@@ -74,7 +88,8 @@ class DemoConfig:
         if self.family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
         for name in ("steps", "num_seeds", "max_seeds", "max_steps", "max_size", "sweep_count", "sweep_seeds",
-                     "debias_seeds", "debias_iterations", "cache_items"):
+                     "debias_seeds", "debias_iterations", "cache_items", "max_pairs", "max_preserve",
+                     "max_test_prompts", "max_images", "max_edit_files"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -95,7 +110,9 @@ class DemoConfig:
         """The defaults for a model: the toy model gets 64×64 images, 12 steps, guidance 5 and 4 seeds; Stable Diffusion
         gets its native size (512 for SD 1.4), DPM-Solver++ with 20 steps, guidance 7.5, 1 seed and pipeline calls of
         12 images, so that the default Edit click (11 prompts, original and edited) takes about 18 s on an A10G and
-        under 8 GB on a T4 (the arithmetic is in the README, "Stable Diffusion on a Space").
+        under 8 GB on a T4 (the arithmetic is in the README, "Stable Diffusion on a Space"). A click may generate
+        1200 images on the toy model (the preset's 11 prompts × 4 seeds × 25 models: the original and a sweep of 24 λ
+        values; about 90 s on 2 CPU cores) and 300 on Stable Diffusion (the same sweep at 1 seed).
 
         Args:
             model (`str`, *optional*, defaults to `"toy"`): the model to load.
@@ -109,11 +126,11 @@ class DemoConfig:
                                             guidance=TOY_DEFAULTS.guidance, num_seeds=TOY_DEFAULTS.seeds,
                                             max_seeds=16, max_steps=100,
                                             max_size=128, scorer="toy", sweep_seeds=4, debias_seeds=16,
-                                            cache_items=4096)
+                                            cache_items=4096, max_images=1200)
         else:
             defaults = dict(size=None, steps=20, scheduler="dpm", guidance=7.5, num_seeds=1, batch_size=12, max_seeds=2,
                             max_steps=50, max_size=1024, scorer="ViT-B-32", sweep_seeds=1, debias_seeds=8,
-                            cache_items=512)
+                            cache_items=512, max_images=300)
         defaults.update({k: v for k, v in overrides.items() if v is not None})
         return cls(model=model, family=family, **defaults)
 
@@ -156,6 +173,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     parser.add_argument("--max-size", type=int, default=_env_int("TIME_MAX_SIZE"), help="limit ($TIME_MAX_SIZE)")
     parser.add_argument("--max-upload-mb", type=float, default=_env_float("TIME_MAX_UPLOAD_MB"),
                         help="largest edit file accepted, in MB ($TIME_MAX_UPLOAD_MB)")
+    parser.add_argument("--max-pairs", type=int, default=_env_int("TIME_MAX_PAIRS"),
+                        help="prompt pairs in one edit: stack, current pair, uploaded file ($TIME_MAX_PAIRS)")
+    parser.add_argument("--max-images", type=int, default=_env_int("TIME_MAX_IMAGES"),
+                        help="images one click generates: prompts x seeds x models ($TIME_MAX_IMAGES)")
     parser.add_argument("--threads", type=int, default=_env_int("TIME_THREADS"),
                         help="CPU threads for torch ($TIME_THREADS)")
     return parser
@@ -187,6 +208,8 @@ def config_from_cli(args: argparse.Namespace, environ: Mapping[str, str] | None 
         max_steps=args.max_steps,
         max_size=args.max_size,
         max_upload_mb=args.max_upload_mb,
+        max_pairs=args.max_pairs,
+        max_images=args.max_images,
         safety_checker=not args.no_safety_checker,
         num_threads=args.threads,
     )

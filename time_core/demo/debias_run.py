@@ -17,7 +17,7 @@ from ..evaluation.search import LOG_LAM_MAX, LOG_LAM_MIN, SearchResult, SearchSt
 from ..methods import DEFAULT_METHOD, prepare_edit
 from ..presets import DebiasEntry
 from .images import ProgressFn, StageProgress, edited_images, original_images
-from .inputs import DemoInputError, GenerationSettings, format_lam, parse_log_lam_range, parse_number
+from .inputs import DemoInputError, GenerationSettings, check_images, format_lam, parse_log_lam_range, parse_number
 from .runtime import DemoRuntime
 from .turns import LONG
 
@@ -131,6 +131,8 @@ def run_debias(
     target = _parse_target(target)
     lo, hi = parse_log_lam_range(log_lam_min, log_lam_max)
     iterations = parse_number(max_iterations, "search iterations", integer=True, minimum=1, maximum=20)
+    # the validation prompt once per step and for the original, the test prompts for the original and the edit
+    check_images(runtime.config, 1 + iterations + 2 * len(entry.tests), len(settings.seeds), models=1)
 
     start = time.perf_counter()
     with runtime.turns.turn(LONG):

@@ -43,7 +43,8 @@ def run_edit(
     """Computes the edit (the session's stack plus `prompts.source → prompts.destination`), then yields the original
     model's scored images and, once generated, the edited model's, with the same seeds.
 
-    Everything is checked before any image is generated: bad prompts raise `PromptError`, a bad λ `ValueError`.
+    Everything is checked before any image is generated: bad prompts raise `PromptError`, a bad λ `ValueError`, an
+    edit, a table or a click over the limits of `runtime.config` `DemoInputError`.
 
     Args:
         runtime (`DemoRuntime`): the shared pipeline, scorer and cache.
@@ -61,7 +62,8 @@ def run_edit(
         `EditUpdate`: stage `"original"`, then stage `"edited"`.
     """
     lam = check_lam_or_auto(lam, session.method)
-    prompts.check_test_prompts()
+    session.check(runtime.config, prompts.source, prompts.destination)
+    prompts.check(runtime.config, len(settings.seeds), models=2)
     request = session.request(prompts, settings, edit_keys, augment)
     seeds = settings.seeds
     rows = range(len(request.rows))

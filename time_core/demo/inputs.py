@@ -23,6 +23,8 @@ __all__ = [
     "SWEEP_MIN_COUNT",
     "DemoInputError",
     "GenerationSettings",
+    "check_count",
+    "check_images",
     "format_lam",
     "lam_text",
     "lam_from_log",
@@ -223,6 +225,26 @@ def parse_test_prompts(rows: Any) -> tuple[tuple[PromptPair, ...], tuple[PromptP
             raise DemoInputError(f"test prompt row {number}: {prompt!r} has no destination to score against")
         target.append(PromptPair(prompt=prompt, destination=destination, type=kind or None))
     return tuple(positives), tuple(negatives)
+
+
+def check_count(count: int, limit: int, what: str, flag: str = "") -> int:
+    """Returns `count`, or raises `DemoInputError` when it exceeds `limit`: `what` names the things counted ("pairs
+    in the edit"), `flag` the app's option that sets the limit."""
+    if count > limit:
+        hint = f" (start the app with {flag} to change it)" if flag else ""
+        raise DemoInputError(f"{count} {what}, more than the limit of {limit}{hint}")
+    return count
+
+
+def check_images(config: DemoConfig, prompts: int, seeds: int, models: int) -> int:
+    """The images of one click, `prompts × seeds × models`, or `DemoInputError` when more than `config.max_images`."""
+    images = prompts * seeds * models
+    if images > config.max_images:
+        raise DemoInputError(
+            f"this click would generate {images} images ({prompts} prompts × {seeds} seeds × {models} models), more "
+            f"than the limit of {config.max_images}: use fewer seeds, test prompts or λ values (start the app with "
+            "--max-images or $TIME_MAX_IMAGES to change it)")
+    return images
 
 
 def parse_log_lam_range(log_min: Any, log_max: Any, what: str = "") -> tuple[float, float]:

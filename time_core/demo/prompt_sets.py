@@ -10,8 +10,8 @@ from typing import Any
 
 from ..presets import DebiasEntry, DebiasPreset, EditPreset, PromptPair, load_preset
 from ..prompts import check_prompt
-from .config import FAMILIES
-from .inputs import DemoInputError, parse_test_prompts
+from .config import FAMILIES, DemoConfig
+from .inputs import DemoInputError, check_count, check_images, parse_test_prompts
 
 __all__ = ["TEST_HEADERS", "PromptSet", "debias_entry", "example_prompts", "preset_choices", "preset_prompts"]
 
@@ -55,9 +55,17 @@ class PromptSet:
         return cls((source or "").strip(), (destination or "").strip(), positives, negatives)
 
     def check_test_prompts(self) -> None:
-        """Raises `PromptError` naming an empty test prompt (before anything is generated)."""
+        """Raises `PromptError` naming an empty or too long test prompt (before anything is generated)."""
         for pair in self.positives + self.negatives:
             check_prompt(pair.prompt, "test prompt")
+            check_prompt(pair.destination, "test prompt's destination")
+
+    def check(self, config: DemoConfig, seeds: int, models: int) -> None:
+        """Checks the test prompts and the click's images (`len(self.rows())` prompts × `seeds` × `models`) against the
+        limits of `config`, before anything is generated; raises `DemoInputError` or `PromptError`."""
+        check_count(len(self.positives) + len(self.negatives), config.max_test_prompts, "test prompts")
+        self.check_test_prompts()
+        check_images(config, len(self.rows()), seeds, models)
 
     def rows(self) -> list[tuple[str, str, str]]:
         """`(role, prompt, destination)` for the source and every test prompt, in display order."""

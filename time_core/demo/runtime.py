@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
+import shutil
+import signal
+import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..edit import BaseEdit
 from ..evaluation.classifiers import ClipClassifier, ColourClassifier
 from .cache import OriginalCache
 from .config import TOY, DemoConfig
 from .inputs import GenerationSettings, parse_settings
+from .exports import check_uploaded_edit, load_edit_file, save_edit_file
 from .turns import PipelineTurns
 
 __all__ = ["DemoRuntime"]
@@ -27,7 +34,8 @@ class DemoRuntime:
         classifier (`time_core.evaluation.classifiers.ClipClassifier`): the zero-shot classifier of Sec. 5.4.
         config (`DemoConfig`): defaults and limits.
         cache (`OriginalCache`): original images.
-        workdir (`Path`): where edit files for download are written.
+        workdir (`Path`): where files for download are written (at most `config.max_edit_files` edit files and as many
+            LoRA files) and the page's images (`images/`, bounded by `ImageFiles`); `close` removes the folder.
         tokenizer (*optional*): what the light events that run beside a generation (a pair's token check) tokenize
             with; by default a private copy of `pipe.tokenizer`. A fast tokenizer keeps per-call padding and
             truncation settings, so a call from another thread can change what the pipeline's own call returns.
@@ -69,8 +77,27 @@ class DemoRuntime:
                               config.scheduler)
         classifier = ClipClassifier(load_scorer(config.scorer, device=device))
         workdir = Path(tempfile.mkdtemp(prefix="time-demo-"))
-        return cls(pipe=pipe, classifier=classifier, config=config, cache=OriginalCache(config.cache_items),
-                   workdir=workdir)
+        runtime = cls(pipe=pipe, classifier=classifier, config=config, cache=OriginalCache(config.cache_items),
+                      workdir=workdir)
+        atexit.register(runtime.close)  # also on Ctrl-C, and on SIGTERM below
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        return runtime
+
+    def save_edit(self, edit: BaseEdit) -> Path:
+        """Writes `edit` for download in the work folder (`save_edit_file`), keeping the newest
+        `config.max_edit_files` edit files."""
+        return save_edit_file(edit, self.workdir, self.config.max_edit_files)
+
+    def load_edit(self, path: str | Path | None) -> BaseEdit:
+        """Reads an uploaded edit file (`load_edit_file`: size, format, text width) and checks it like typed input
+        (`check_uploaded_edit`: the number of pairs and preserved prompts, every prompt); raises `EditFileError`."""
+        edit = load_edit_file(path, self.pipe, int(self.config.max_upload_mb * 1e6))
+        return check_uploaded_edit(edit, self.config, self.tokenizer, Path(path).name)
+
+    def close(self) -> None:
+        """Removes the work folder and every edit file in it (called at exit by runtimes made with `load`)."""
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     @property
     def native_size(self) -> int:
@@ -131,3 +158,8 @@ class DemoRuntime:
             f"**Model:** `{self.model_label}` · **device:** {name} · **dtype:** {dtype} · "
             f"**scorer:** CLIP `{self.config.scorer}`"
         )
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    """SIGTERM (a stopped container or Space) exits like Ctrl-C does, so that the work folder is removed."""
+    sys.exit(128 + signum)

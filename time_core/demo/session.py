@@ -1,22 +1,20 @@
-"""A session's edits: the stack of applied edits (solved together as one multi-edit), and edit files to download and
-upload. Kept in the UI's per-session state, never shared."""
+"""A session's edits: the stack of applied edits (solved together as one multi-edit; its edit files are written and
+read by `exports`). Kept in the UI's per-session state, never shared."""
 
 from __future__ import annotations
 
-import re
-import tempfile
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
-from ..edit import BaseEdit, EditFileError
-from ..methods import DEFAULT_METHOD, BaseProblem, get_method, load_edit, prepare_edit
+from ..edit import BaseEdit
+from ..methods import DEFAULT_METHOD, BaseProblem, get_method, prepare_edit
 from ..prompts import AUTO_PRESERVE, check_prompt
 from ..solver import check_lam
-from .exports import foreign_file_message
-from .inputs import lam_text
+from .config import DemoConfig
+from .exports import PAIRS_FLAG
+from .inputs import check_count
 
-__all__ = ["SessionEdits", "load_edit_file", "save_edit_file"]
+__all__ = ["SessionEdits"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,7 @@ class SessionEdits:
         edit (`BaseEdit`, *optional*): the edit of the last run (what "download" saves).
         method (`str`, *optional*, defaults to `"time"`): the editing method (a key of `time_core.METHODS`).
         auto_preserve (`bool`, *optional*, defaults to `False`): solve with automatic preservation
-            (`preserve="auto"`, `time_core.methods.preservation`) instead of the uploaded `preserve` prompts.
+            (`preserve="auto"`: the context sets of `time_core.methods.context`) instead of the uploaded `preserve` prompts.
     """
 
     stack: tuple[tuple[str, str], ...] = ()
@@ -45,12 +43,15 @@ class SessionEdits:
     method: str = DEFAULT_METHOD
     auto_preserve: bool = False
 
-    def push(self, tokenizer, source: str, destination: str) -> SessionEdits:
+    def push(self, tokenizer, source: str, destination: str, max_pairs: int | None = None) -> SessionEdits:
         """Adds a pair to the stack, after checking with `tokenizer` (the pipeline's, or `DemoRuntime.tokenizer`) that
-        the session's method takes it (`EditingMethod.check_pair`; raises `PromptError`); a repeat is ignored."""
+        the session's method takes it (`EditingMethod.check_pair`; raises `PromptError`) and that the stack holds fewer
+        than `max_pairs` (raises `DemoInputError`); a repeat is ignored."""
         pair = get_method(self.method).check_pair(tokenizer, source, destination)
         if pair in self.stack:
             return self
+        if max_pairs is not None:
+            check_count(len(self.stack) + 1, max_pairs, "pairs in the edit stack", PAIRS_FLAG)
         return replace(self, stack=self.stack + (pair,))
 
     def undo(self) -> SessionEdits:
@@ -84,6 +85,13 @@ class SessionEdits:
             if pair not in pairs:
                 pairs.append(pair)
         return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+
+    def check(self, config: DemoConfig, source: str = "", destination: str = "") -> None:
+        """Raises `DemoInputError` when the edit of the stack plus the current pair has more pairs, or more preserved
+        prompts, than `config` allows (and `PromptError` for half a pair), before anything is computed."""
+        sources, _ = self.pairs(source, destination)
+        check_count(len(sources), config.max_pairs, "prompt pairs in the edit (stacked and current)", PAIRS_FLAG)
+        check_count(len(self.preserve), config.max_preserve, "preserved prompts in the edit")
 
     def prepare(self, pipe, source: str, destination: str, edit_keys: bool = True,
                 augment: bool = True) -> BaseProblem:
@@ -120,35 +128,3 @@ class SessionEdits:
     def stack_rows(self) -> list[list[Any]]:
         """The stack as table rows `[number, source, destination]`."""
         return [[i + 1, s, d] for i, (s, d) in enumerate(self.stack)]
-
-
-def _slug(text: str, width: int = 40) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:width] or "edit"
-
-
-def save_edit_file(edit: BaseEdit, directory: str | Path) -> Path:
-    """Writes `edit` as a safetensors file with a descriptive name in a new folder under `directory`."""
-    folder = Path(tempfile.mkdtemp(dir=directory))
-    name = f"{edit.method}-{_slug(edit.destinations[-1])}-lam{lam_text(edit.lam)}.safetensors"
-    return edit.save(folder / name)
-
-
-def load_edit_file(path: str | Path, pipe, max_bytes: int) -> BaseEdit:
-    """Reads an uploaded edit file (of any registered method) and checks that it fits the loaded model.
-
-    Raises:
-        `EditFileError`: too large, corrupt, not an edit file (a LoRA or another safetensors file is named as such,
-            with what to do), or computed for another text width.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise EditFileError("no file was uploaded")
-    foreign = foreign_file_message(path)  # a LoRA or another safetensors file (its header only): what it is, what to do
-    if foreign is not None:
-        raise EditFileError(foreign)
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise EditFileError(f"{path.name} is {size / 1e6:.1f} MB; edit files may be at most {max_bytes / 1e6:.1f} MB")
-    edit = load_edit(path)
-    edit.check_compatible(pipe)
-    return edit

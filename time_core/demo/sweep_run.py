@@ -88,7 +88,8 @@ def run_sweep(
     lams = tuple(check_lam(lam) for lam in lams)
     if not lams:
         raise DemoInputError("sweep: no λ values")
-    prompts.check_test_prompts()
+    session.check(runtime.config, prompts.source, prompts.destination)
+    prompts.check(runtime.config, len(settings.seeds), models=len(lams) + 1)
     with runtime.turns.turn(LONG):
         problem = session.prepare(runtime.pipe, prompts.source, prompts.destination, edit_keys, augment)
     rows = prompts.rows()

@@ -1,6 +1,26 @@
-"""What the demo page says: its description and the help of each tab (the stylesheet is `ui/style.css`)."""
+"""What the demo page says: its description and the help of each tab (the stylesheet is `ui/style.css`), and how
+text from users and files is shown (as text: never markup, links or images)."""
 
-__all__ = ["DEBIAS_HELP", "DESCRIPTION", "EDIT_HELP", "PAPER", "SWEEP_HELP"]
+import re
+
+__all__ = ["DEBIAS_HELP", "DESCRIPTION", "EDIT_HELP", "PAPER", "SWEEP_HELP", "quote", "toast"]
+
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+
+
+def quote(text: str) -> str:
+    """`text` (a prompt, from a user or a file) for a Markdown line of the page, shown as written (a run of whitespace,
+    newlines included, as one space): every ASCII punctuation character is backslash-escaped, which CommonMark shows
+    literally, so no HTML element, heading, emphasis, link, image or autolinked address (`https://…`, `www.…`,
+    `name@host`) is made from it."""
+    return _PUNCTUATION.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def toast(message: str) -> str:
+    """A message for the page's pop-ups (`gr.Error`, `gr.Warning`, `gr.Info`), which render HTML: `&` and `<` escaped,
+    so that the prompts and values it quotes are shown as text (no element can start without `<`); the rest is left as
+    it is for API clients, which receive the same message (`λ must be a number > 0`)."""
+    return str(message).replace("&", "&amp;").replace("<", "&lt;")
 
 PAPER = "https://arxiv.org/abs/2303.08084"
 DESCRIPTION = f"""\

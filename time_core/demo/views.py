@@ -5,7 +5,6 @@ Pure formatting of the runs' updates (`edit_run`, `sweep_run`, `debias_run`); no
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ from .images import ScoredImage
 from .inputs import format_lam, lam_text
 from .methods import METHOD_LABELS
 from .sweep_run import SweepUpdate
+from .texts import quote
 
 __all__ = [
     "SCORE_HEADERS",
@@ -39,19 +39,13 @@ __all__ = [
 
 SCORE_HEADERS = ("model", "efficacy", "generality", "specificity")
 SHOWN_PRESERVED = 3  # preserved prompts named in the status line (the details list them all)
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
-
-
-def _plain(text: str) -> str:
-    """`text` with Markdown's special characters escaped (a prompt shown in a Markdown line)."""
-    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def _preserved(edit) -> str:
     """The status line's preserved prompts: `keeping 8 prompts ("a blue circle", "a yellow circle", "a orange
     circle" +5; weight 0.000233)`."""
     n = len(edit.preserve)
-    shown = ", ".join(f'"{_plain(p)}"' for p in edit.preserve[:SHOWN_PRESERVED])
+    shown = ", ".join(f'"{quote(p)}"' for p in edit.preserve[:SHOWN_PRESERVED])
     more = f" +{n - SHOWN_PRESERVED}" if n > SHOWN_PRESERVED else ""
     kind = ("derived " if edit.auto_preserve else "") + ("prompts" if n > 1 else "prompt")
     return f"keeping {n} {kind} ({shown}{more}; weight {edit.preserve_weight:.3g})"
@@ -65,7 +59,7 @@ def edit_status(update: EditUpdate) -> str:
         mode += ", keys + values" if edit.edit_keys else ", values only"
     aug = "augmented" if edit.augment else "not augmented"
     pairs = len(edit.sources)
-    what = f'"{_plain(edit.sources[-1])}" → "{_plain(edit.destinations[-1])}"'
+    what = f'"{quote(edit.sources[-1])}" → "{quote(edit.destinations[-1])}"'
     what += f" with {pairs - 1} stacked pair{'s' if pairs > 2 else ''} (multi-edit)" if pairs > 1 else ""
     total = len(update.original)
     if edit.lam_auto:  # the chosen λ, to 3 digits (the details have it exactly)

@@ -14,13 +14,13 @@ not depend on the variant: they are generated once, by the first variant, and co
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .benchmark import EvalConfig, check_eval_dir, column_name, evaluate, merge_results
-from .results import check_out_dir, write_json
+from ..files import write_text_atomic
+from .benchmark import BASE_KEYS, EvalConfig, check_eval_dir, column_name, evaluate, merge_results
+from .results import check_out_dir, read_json, write_json
 
 __all__ = ["VARIANTS", "ablation_configs", "ablation_table", "merge_ablation", "run_ablation", "share_base_units"]
 
@@ -49,8 +49,8 @@ def share_base_units(source: Path, target: Path) -> int:
     copied = 0
     for path in sorted((source / "units").glob("*_base.json")):
         destination = target / "units" / path.name
-        if not destination.exists():
-            data = json.loads(path.read_text())
+        data = None if destination.exists() else read_json(path, BASE_KEYS)
+        if data is not None:  # an unreadable one is set aside and computed again
             data.pop("timing", None)
             write_json(destination, data)
             copied += 1
@@ -105,7 +105,7 @@ def merge_ablation(config: EvalConfig, out: str | Path, oracle_filter: float | N
         folder = out / "variants" / name
         report = reports[name] = merge_results(variant, folder, oracle_filter)
         write_json(folder / "results.json", report)
-        (folder / "results.md").write_text(markdown_table(report))
+        write_text_atomic(folder / "results.md", markdown_table(report))
         for lam in variant.lams:
             column = column_name(variant.method, lam)
             rows.append({"variant": name, "edit_keys": variant.edit_keys, "augment": variant.augment,

@@ -26,7 +26,6 @@ device; the main process merges and writes the report.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -38,17 +37,19 @@ from tqdm.auto import tqdm
 
 from ..generate import generate
 from ..methods import DEFAULT_METHOD, get_method, prepare_edit
+from ..models import check_scheduler
 from ..presets import EditEntry, EditPreset, load_preset
 from ..prompts import is_auto_preserve
 from ..solver import AUTO_LAM, check_lam, is_auto
 from .metrics import Scores, hits_from_probabilities, score, scores_by_type
-from .results import RunConfig, check_out_dir, write_json
+from .results import RunConfig, check_out_dir, read_json, write_json
 
 __all__ = [
     "CONDITIONS", "EvalConfig", "check_eval_dir", "column_name", "evaluate", "merge_results", "throughput", "unit_id",
 ]
 
 CONDITIONS = ("baseline", "oracle", "time")
+BASE_KEYS, EDITED_KEYS = ("baseline", "oracle"), ("time",)  # what a unit file must hold to count as done
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,18 @@ class EvalConfig(RunConfig):
     seeds_per_unit: int = 4
     extra: dict = field(default_factory=dict)
     not_identity: ClassVar[tuple[str, ...]] = ("lams", "limit", "extra")
+
+    def check(self) -> None:
+        """`RunConfig.check`, and the λ values, the seeds per unit and the sampler."""
+        super().check()
+        if not self.lams:
+            raise ValueError("lams is empty: give at least one λ")
+        for lam in self.lams:
+            if not is_auto(lam):
+                check_lam(lam)
+        if isinstance(self.seeds_per_unit, bool) or not isinstance(self.seeds_per_unit, int) or self.seeds_per_unit < 1:
+            raise ValueError(f"seeds_per_unit must be an integer >= 1, got {self.seeds_per_unit!r}")
+        check_scheduler(self.scheduler)
 
     def identity(self) -> dict:
         """`RunConfig.identity` without the method: each method's results have their own unit files, so several
@@ -162,9 +175,9 @@ def _todo(units, out: Path, methods: dict[str, tuple[float, ...]]) -> list[tuple
     todo = []
     for entry_index, seeds in units:
         uid = unit_id(entry_index, seeds)
-        missing = {method: [lam for lam in lams if not _edited_file(out, uid, method, lam).exists()]
+        missing = {method: [lam for lam in lams if read_json(_edited_file(out, uid, method, lam), EDITED_KEYS) is None]
                    for method, lams in methods.items()}
-        if any(missing.values()) or not (out / "units" / f"{uid}_base.json").exists():
+        if any(missing.values()) or read_json(out / "units" / f"{uid}_base.json", BASE_KEYS) is None:
             todo.append((entry_index, seeds, missing))
     return todo
 
@@ -208,8 +221,6 @@ def evaluate(config: EvalConfig, out: str | Path, pipe=None, classifier=None, pr
     and flags); `time_core.evaluation.bulk` passes one multi-edit for every entry. `methods` (`{method: λ values}`)
     evaluates several methods at once, each with its own λ values (default: the config's method and λ values); the
     baseline and oracle of a unit are generated once for all of them."""
-    from ..models import check_scheduler
-
     out = Path(out)
     check_scheduler(config.scheduler)  # before any model is loaded
     methods = _methods(config, methods)
@@ -228,7 +239,7 @@ def evaluate(config: EvalConfig, out: str | Path, pipe=None, classifier=None, pr
         bar.set_postfix_str(entry.source[:40])
         problems = {entry_index: problems.get(entry_index, {})}  # one entry's problems at a time
         base_path = out / "units" / f"{uid}_base.json"
-        base = json.loads(base_path.read_text()) if base_path.exists() else None
+        base = read_json(base_path, BASE_KEYS)
         for method, lams in missing.items():
             if not lams and base is not None:
                 continue
@@ -241,7 +252,7 @@ def evaluate(config: EvalConfig, out: str | Path, pipe=None, classifier=None, pr
                 prepare_seconds = time.perf_counter() - start
             base, edited = run_unit(pipe, classifier, problems[entry_index][method], entry, seeds, lams, config, base,
                                     prepare_seconds)
-            if not base_path.exists():
+            if read_json(base_path, BASE_KEYS) is None:
                 write_json(base_path, {"entry": entry_index, "seeds": list(seeds), **base})
             for lam_key, result in edited.items():
                 write_json(_edited_file(out, uid, method, lam_key),
@@ -267,18 +278,19 @@ def _read_probabilities(config: EvalConfig, out: Path, units, columns: dict) -> 
     for entry_index, seeds in units:
         uid = unit_id(entry_index, seeds)
         base_path = out / "units" / f"{uid}_base.json"
-        if not base_path.exists():
+        base = read_json(base_path, BASE_KEYS)
+        if base is None:
             raise FileNotFoundError(f"unit {uid} is not done ({base_path} missing): run the evaluation first")
-        base = json.loads(base_path.read_text())
         probabilities["baseline"][entry_index].append(np.asarray(base["baseline"]))
         probabilities["oracle"][entry_index].append(np.asarray(base["oracle"]))
         for name, edited in columns.items():
             if name not in ("baseline", "oracle"):
                 method, lam = edited
                 path = _edited_file(out, uid, method, lam)
-                if not path.exists():
+                edited = read_json(path, EDITED_KEYS)
+                if edited is None:
                     raise FileNotFoundError(f"unit {uid} of {method} at λ = {lam} is not done ({path} missing)")
-                probabilities[name][entry_index].append(np.asarray(json.loads(path.read_text())["time"]))
+                probabilities[name][entry_index].append(np.asarray(edited["time"]))
     return {c: {e: np.concatenate(v, axis=1) for e, v in per_entry.items()} for c, per_entry in probabilities.items()}
 
 
@@ -326,12 +338,31 @@ def merge_results(config: EvalConfig, out: str | Path, oracle_filter: float | No
     }
 
 
+def specificity_without(config: EvalConfig, out: str | Path, excluded: set[tuple[int, int]],
+                        methods: Mapping[str, Sequence[float]] | None = None) -> dict[str, dict]:
+    """Specificity per column over the negatives but the `(entry, negative)` pairs of `excluded`, mean ± std over
+    seeds of the share of kept images (as `merge_results` computes it over all of them)."""
+    out = Path(out)
+    preset = load_preset(config.preset)
+    units = _units(preset, config)
+    methods = _methods(config, methods)
+    columns = {"baseline": "baseline", "oracle": "oracle",
+               **{column_name(m, lam): (m, lam) for m, lams in methods.items() for lam in lams}}
+    stacked = _read_probabilities(config, out, units, columns)
+    result = {}
+    for column in columns:
+        rows = [_hits(stacked[column][e], preset.entries[e])[2][k] for e in sorted(stacked[column])
+                for k in range(len(preset.entries[e].negatives)) if (e, k) not in excluded]  # each (S,)
+        result[column] = score(negative_hits=np.stack(rows)).as_dict()["specificity"] if rows else None
+    return result
+
+
 def throughput(out: str | Path) -> dict:
     """Images generated and generation seconds summed over the unit files of `out`, images per second (per process:
     with N processes the run's wall-clock rate is up to N times higher), and the seconds spent computing edits."""
     images = seconds = edit_seconds = 0.0
     for path in sorted((Path(out) / "units").glob("*.json")):
-        timing = json.loads(path.read_text()).get("timing")
+        timing = (read_json(path) or {}).get("timing")
         if timing:
             images += timing["images"]
             seconds += timing["seconds"]

@@ -13,6 +13,7 @@ folder as a preset of their own (`preset.json`), which the units and the report 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -21,7 +22,7 @@ from ..methods import BaseProblem, EditingMethod
 from ..presets import EditEntry, EditPreset, load_preset
 from .results import write_json
 
-__all__ = ["BULK_PRESET", "BulkProblem", "bulk_entries", "entry_problem", "write_bulk_preset"]
+__all__ = ["BULK_PRESET", "BulkProblem", "bulk_entries", "conflicting_negatives", "entry_problem", "write_bulk_preset"]
 
 BULK_PRESET = "preset.json"  # the kept entries, in the results folder
 
@@ -37,6 +38,32 @@ def bulk_entries(entries: Sequence[EditEntry]) -> tuple[list[int], list[int]]:
         (removed if _key(entry.source) in seen else kept).append(index)
         seen.add(_key(entry.source))
     return kept, removed
+
+
+def _phrase(prompt: str) -> str:
+    """A prompt without its leading article ("a circle" → "circle")."""
+    words = prompt.split(" ", 1)
+    return words[1] if len(words) == 2 and words[0].lower() in ("a", "an", "the") else prompt
+
+
+def _applied(prompt: str, source: str, destination: str) -> str:
+    """`prompt` with every whole occurrence of the source's phrase (or its plain plural) put as the destination's."""
+    old, new = _phrase(source), _phrase(destination)
+    return re.sub(rf"\b{re.escape(old)}(s?)\b", lambda m: new + m.group(1), prompt, flags=re.IGNORECASE)
+
+
+def conflicting_negatives(entries: Sequence[EditEntry]) -> set[tuple[int, int]]:
+    """`(entry, negative)` indices of the negatives that another entry of a bulk edit turns into their destination
+    ("a rectangle" must not become "a orange rectangle" after "a square" → "a orange square", while the same bulk
+    edit holds "a rectangle" → "a orange rectangle"): the bulk set asks for them to change, so they measure the set's
+    contradiction, not the edit's specificity."""
+    conflicts = set()
+    for e, entry in enumerate(entries):
+        for k, negative in enumerate(entry.negatives):
+            if any(_applied(negative.prompt, other.source, other.destination) == negative.destination
+                   for o, other in enumerate(entries) if o != e):
+                conflicts.add((e, k))
+    return conflicts
 
 
 def _entry_json(entry: EditEntry) -> dict:

@@ -1,25 +1,56 @@
 """The evaluation and debiasing commands: `time-evaluate` / `python -m time_core.evaluate` and `time-debias` /
-`python -m time_core.debias`. What they run is `time_core.evaluation.benchmark` and `time_core.evaluation.debiasing`."""
+`python -m time_core.debias`. What they run is `time_core.evaluation.benchmark` and `time_core.evaluation.debiasing`.
+
+As commands (`run_command`), bad input, a results folder of another configuration and an output that cannot be
+written end them with one line naming the problem and exit status 2, checked before any model loads where possible;
+Ctrl-C with one line and status 130 (what was finished is kept: the same command resumes)."""
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from safetensors import SafetensorError
+
+from ..cli.command import OneLineParser, fail
 from ..methods import DEFAULT_METHOD, METHODS, get_method
 from ..solver import parse_lam
+from ..models import ModelLoadError, UnsupportedModelError, check_model
 from . import benchmark, debiasing, experiments
 from .classifiers import default_classifier
+from .scoring import ScorerWeightsUnavailableError
 from .search import LOG_LAM_MAX, LOG_LAM_MIN
 
-__all__ = ["debias_main", "evaluate_main"]
+__all__ = ["debias_main", "evaluate_main", "run_command"]
+
+# What ends a command with one line and status 2: bad input, a model or weights that cannot be had, an output that
+# cannot be written (full disk included).
+INPUT_ERRORS = (ValueError, OSError, ModelLoadError, UnsupportedModelError, ScorerWeightsUnavailableError,
+                SafetensorError)
+
+
+def run_command(prog: str, main: Callable[[Sequence[str] | None, str], object],
+                argv: Sequence[str] | None = None) -> int:
+    """Runs `main(argv, prog)` as a console command: status 0 when it finishes; one line on stderr and status 2 for
+    `INPUT_ERRORS` (and `SystemExit` with a message), status 130 for Ctrl-C."""
+    try:
+        main(argv, prog)
+    except KeyboardInterrupt:
+        fail(prog, "interrupted; what was finished is kept, and the same command resumes", status=130)
+    except SystemExit as exit_:
+        if isinstance(exit_.code, str):
+            fail(prog, exit_.code.removeprefix("error: "))
+        raise
+    except INPUT_ERRORS as error:
+        fail(prog, str(error))
+    return 0
 
 
 def _parser(prog: str, doc: str, preset_help: str, several_methods: bool = False) -> argparse.ArgumentParser:
     """The arguments both commands take: preset, model, classifier, seeds, method(s) and options, output folder."""
-    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", required=True, help=preset_help)
     parser.add_argument("--model", default="toy", help="'toy', a hub id or a local folder")
     parser.add_argument("--classifier", default=None,
@@ -37,7 +68,9 @@ def _parser(prog: str, doc: str, preset_help: str, several_methods: bool = False
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N entries")
-    parser.add_argument("--out", required=True, help="output folder (re-running with it resumes)")
+    parser.add_argument("--out", required=True,
+                        help="output folder: re-running with it resumes; one of another configuration is refused, and "
+                             "unreadable result files in it are set aside and computed again")
     return parser
 
 
@@ -54,8 +87,8 @@ def parse_evaluate_args(argv: Sequence[str] | None = None, prog: str = "time-eva
                      several_methods=True)
     parser.add_argument("--seeds", type=int, default=24, help="number of seeds (0 .. N-1); the paper uses 24")
     parser.add_argument("--lam", type=lam_value, nargs="+", default=None,
-                        help="one or more λ values, for every method (default: each method's own default λ); 'auto' "
-                             "(with --preserve auto): the knob-free edit, λ chosen per entry")
+                        help="one or more λ values (each at least 1e-12), for every method (default: each method's own "
+                             "default λ); 'auto' (with --preserve auto): the knob-free edit, λ chosen per entry")
     parser.add_argument("--scheduler", default="default",
                         help="sampler: 'default' (the model's own), 'dpm' (DPM-Solver++, fewer steps), 'ddim', 'euler', "
                              "'unipc'")
@@ -71,6 +104,7 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "time-evaluate"
     args = parse_evaluate_args(argv, prog)
     if args.seeds < 1 or args.seeds_per_unit < 1:
         raise SystemExit("--seeds and --seeds-per-unit must be >= 1")
+    check_model(args.model)
     methods = list(dict.fromkeys(args.method))
     lams = {m: tuple(args.lam) if args.lam else (get_method(m).default_lam,) for m in methods}
     config = benchmark.EvalConfig(
@@ -116,13 +150,14 @@ def _check_methods(methods: list[str], args: argparse.Namespace) -> list[str]:
 
 
 def _write_evaluation(report: dict, out: Path, start: float) -> None:
+    from ..files import write_text_atomic
     from .report import markdown_table, write_plots
     from .results import write_json
 
     speed = benchmark.throughput(out)
     write_json(out / "results.json", {**report, "throughput": speed})
     table = markdown_table(report)
-    (out / "results.md").write_text(table)
+    write_text_atomic(out / "results.md", table)
     plots = write_plots(report, out)
     print(table)
     if speed["images_per_second"]:

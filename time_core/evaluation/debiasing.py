@@ -20,7 +20,7 @@ as it is done, so a re-run skips finished entries; a changed configuration in th
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,14 +30,18 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..generate import generate
-from ..methods import get_method, prepare_edit
+from ..methods import prepare_edit
 from ..presets import DebiasEntry, DebiasPreset, load_preset
 from ..prompts import as_prompts
 from .metrics import attribute_share, delta
-from .results import RunConfig, check_out_dir, write_json
+from .results import RunConfig, check_out_dir, read_json, write_json
 from .search import LOG_LAM_MAX, LOG_LAM_MIN, iter_search, result_of
 
 __all__ = ["DebiasConfig", "ShareMeter", "merge_debias", "run_debias_benchmark"]
+
+# What an entry's file and TIME Multi's file must hold to count as done.
+ENTRY_KEYS = ("source", "lam", "converged", "validation_original", "validation_edited", "search", "tests")
+MULTI_KEYS = ("lam", "tests")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,19 @@ class DebiasConfig(RunConfig):
     max_iterations: int = 8
     multi: bool = True
     not_identity: ClassVar[tuple[str, ...]] = ("limit", "multi")
+
+    def check(self) -> None:
+        """`RunConfig.check`, and the target, the tolerance, the λ range and the number of search steps."""
+        super().check()
+        if not 0.0 < self.target < 1.0:
+            raise ValueError(f"target must lie strictly between 0 and 1, got {self.target}")
+        if not 0.0 < self.tolerance < math.inf:
+            raise ValueError(f"tolerance must be a finite number > 0, got {self.tolerance}")
+        if not -math.inf < self.log_lam_min < self.log_lam_max < math.inf:
+            raise ValueError(f"the log10 λ range must be finite with log_lam_min < log_lam_max, got "
+                             f"[{self.log_lam_min}, {self.log_lam_max}]")
+        if isinstance(self.max_iterations, bool) or not isinstance(self.max_iterations, int) or self.max_iterations < 1:
+            raise ValueError(f"max_iterations must be an integer >= 1, got {self.max_iterations!r}")
 
 
 @dataclass
@@ -147,31 +164,32 @@ def run_debias_benchmark(config: DebiasConfig, out: str | Path, pipe=None, class
             `config.classifier` when `None`.
         progress (`bool`, *optional*, defaults to `True`): show a progress bar over the entries.
     """
-    from ..models import generation_defaults, load_pipeline
+    from ..models import check_model, generation_defaults, load_pipeline
     from .classifiers import load_classifier
 
-    if not 0.0 < config.target < 1.0:
-        raise ValueError(f"target must lie strictly between 0 and 1, got {config.target}")
-    get_method(config.method)
+    config.check()
     out = Path(out)
     entries = _entries(config)  # a bad preset fails before any model is loaded
+    if pipe is None:
+        check_model(config.model)
+    check_out_dir(out, config.identity(), "entries", write=False)  # another configuration's folder: before loading
     if classifier is None:
         classifier = load_classifier(config.classifier)
-    check_out_dir(out, config.identity(), "entries")
     if pipe is None:
         pipe = load_pipeline(config.model)
+    check_out_dir(out, config.identity(), "entries")  # config.json is written once everything is known to work
     defaults = generation_defaults(pipe)
     meter = ShareMeter(pipe, classifier, tuple(config.seeds), config.steps or defaults.steps,
                        defaults.guidance if config.guidance is None else config.guidance)
     bar = tqdm(list(enumerate(entries)), desc="debias entries", disable=not progress)
     for index, entry in bar:
         path = out / "entries" / f"e{index:04d}.json"
-        if path.exists():
+        if read_json(path, ENTRY_KEYS) is not None:
             continue
         bar.set_postfix_str(entry.source[:40])
         write_json(path, debias_one(meter, pipe, entry, config))
     multi_path = out / f"multi_{len(entries)}.json"
-    if config.multi and len(entries) > 1 and not multi_path.exists():
+    if config.multi and len(entries) > 1 and read_json(multi_path, MULTI_KEYS) is None:
         write_json(multi_path, debias_multi(meter, pipe, entries, config))
     return merge_debias(config, out, len(entries))
 
@@ -183,9 +201,10 @@ def merge_debias(config: DebiasConfig, out: str | Path, count: int) -> dict:
     shares) and Δ_p = |F_p − target| / target; the per-prompt shares stay in `OUT/entries/`.
     """
     out = Path(out)
-    rows = [json.loads((out / "entries" / f"e{i:04d}.json").read_text()) for i in range(count)]
-    multi_path = out / f"multi_{count}.json"
-    multi = json.loads(multi_path.read_text()) if multi_path.exists() else None
+    rows = [read_json(out / "entries" / f"e{i:04d}.json", ENTRY_KEYS) for i in range(count)]
+    if None in rows:
+        raise FileNotFoundError(f"entry {rows.index(None)} of {out} is not done: run the debiasing first")
+    multi = read_json(out / f"multi_{count}.json", MULTI_KEYS)
     target = config.target
     report_rows = []
     for i, row in enumerate(rows):

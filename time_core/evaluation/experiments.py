@@ -24,8 +24,8 @@ from pathlib import Path
 from ..methods import get_method
 from ..presets import load_preset
 from .ablation import ablation_table, merge_ablation, run_ablation
-from .benchmark import EvalConfig, check_eval_dir, evaluate, merge_results
-from .bulk import BULK_PRESET, BulkProblem, bulk_entries, entry_problem, write_bulk_preset
+from .benchmark import EvalConfig, check_eval_dir, evaluate, merge_results, specificity_without
+from .bulk import BULK_PRESET, BulkProblem, bulk_entries, conflicting_negatives, entry_problem, write_bulk_preset
 from .results import check_out_dir, write_report
 
 __all__ = ["ExperimentConfig", "LocalState", "add_arguments", "configure", "requested", "run"]
@@ -198,8 +198,11 @@ def run(args: argparse.Namespace, config: EvalConfig, out: Path, state, write: C
     if bulk:
         entries = load_preset(config.preset).entries[: config.limit]
         kept, removed = bulk_entries(entries)
+        conflicts = conflicting_negatives(load_preset(inner.preset).entries)
         report["bulk"] = {"entries": len(kept),
-                          "removed": [f"{entries[i].source} -> {entries[i].destination}" for i in removed]}
+                          "removed": [f"{entries[i].source} -> {entries[i].destination}" for i in removed],
+                          "conflicting_negatives": len(conflicts),
+                          "specificity_without_conflicts": specificity_without(inner, out, conflicts)}
     if quality is not None:
         report["quality"] = quality
     write(report, out, start)
@@ -226,6 +229,10 @@ def _append_sections(report: dict, out: Path, config: EvalConfig) -> None:
         removed = report["bulk"]["removed"]
         lines += [f"Bulk edit (App. F): one multi-edit of {report['bulk']['entries']} entries; removed as repeated "
                   f"sources: {'; '.join(removed) if removed else 'none'}"]
+        without = {c: s for c, s in report["bulk"]["specificity_without_conflicts"].items() if s is not None}
+        lines += [f"Specificity without the {report['bulk']['conflicting_negatives']} negatives that another entry of "
+                  "the bulk edit turns into their destination: "
+                  + ", ".join(f"{c} {100 * s['mean']:.1f} ± {100 * s['std']:.1f}" for c, s in without.items())]
     speed = throughput(out)
     edits = len(report["per_entry"]) * len(config.lams)
     if speed["edit_seconds"] and edits:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from ..files import check_writable_folder, write_atomic
 from .factors import LayerFactors, check_rank, layer_factors
 from .formats import check_format, kohya_state_dict, peft_layers
 
@@ -92,8 +92,7 @@ def _check_path(path) -> Path:
         raise NotADirectoryError(f"cannot write {path.name}: {folder} is not a folder")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {path.name}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write {path.name}: the folder {folder} is not writable")
+    check_writable_folder(folder, f"cannot write {path.name}")
     return path
 
 
@@ -181,9 +180,7 @@ def export_lora(
             tensors, file_meta = _peft_file(pipe, layers, torch_dtype, Path(tmp))
         else:
             tensors, file_meta = kohya_state_dict(pipe, layers, torch_dtype), {"format": "pt"}
-        staged = Path(tmp) / path.name
-        save_file(tensors, str(staged), metadata={**file_meta, **meta})
-        os.replace(staged, path)
+        write_atomic(path, lambda staged: save_file(tensors, str(staged), metadata={**file_meta, **meta}))
     return LoraExport(
         path=path, format=lora_format, rank=rank, dtype=dtype_name,
         ranks={layer.name: layer.rank for layer in layers},

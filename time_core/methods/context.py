@@ -12,13 +12,14 @@ three sets, symmetric by construction:
   circle on a black background" → "a big green circle on a black background", "two circles" → "two green circles");
 - **kept prompts**: the frame holding the destination's phrase with its added word replaced by each of its
   **alternatives** ("a big purple circle on a black background"), and holding the destination's phrase itself; the
-  alternatives are the added word's nearest words in the token-embedding table (`preservation.nearest_words`) among the
+  alternatives are the added word's nearest words in the token-embedding table (`nearest_attributes`) among the
   words the corpus uses in the same place, before a marked noun (its attribute words), so "purple" may come back
   for "green" but "heart" does not;
 - **generic captions**: corpus captions that do not name the subject at all, kept as they are (a prior over the
   corpus, as MEMIT's key covariance is; it holds look-alikes and other objects).
 
-A frame is used only where its words outside the slot do not name the subject (or an inflection of it), the source
+A frame is used only where its words outside the slot name no edited subject (or an inflection of one: in a
+multi-edit a frame naming another edit's subject would hold that subject unedited), the source
 and the destination start with the same article, and the prompts fit the tokenizer and align; plural frames
 (`two [circle]s`) only where the phrase ends with the subject and the subject takes a plain "s". Everything is
 deterministic: corpus lines are read in file order.
@@ -38,9 +39,9 @@ from pathlib import Path
 
 import torch
 
-from ..models import model_id
+from ..models import model_folder
 from ..prompts import PromptError, align_tokens, token_ids
-from .preservation import _edit_words, _inflection, _replace
+from .words import added_words, is_inflection, replace_word
 
 __all__ = ["CORPUS_FILE", "ContextSet", "Corpus", "GENERIC_CORPUS", "context_set", "fold_ids", "load_corpus",
            "nearest_attributes", "read_corpus"]
@@ -97,7 +98,8 @@ def read_corpus(path: str | Path) -> Corpus:
 
 def load_corpus(pipe) -> Corpus:
     """The pipeline folder's `edit_corpus.txt` when it has one, else `GENERIC_CORPUS`."""
-    folder = Path(model_id(pipe)) if model_id(pipe) else None
+    name = model_folder(pipe)
+    folder = Path(name) if name else None
     if folder is not None and (folder / CORPUS_FILE).is_file():
         return read_corpus(folder / CORPUS_FILE)
     return read_corpus(GENERIC_CORPUS)
@@ -141,9 +143,15 @@ def _strip_article(text: str) -> tuple[str, str] | None:
     return None
 
 
+def _subject(source: str) -> str | None:
+    """The source's last word (however many tokens it takes), lower-cased; `None` for none."""
+    words = re.findall(r"[A-Za-z]+", source)
+    return words[-1].lower() if words else None
+
+
 def _names(text: str, word: str) -> bool:
     """Whether `text` names `word` or an inflection of it."""
-    return any(w == word or _inflection(w, {word}) for w in re.findall(r"[a-z]+", text.lower()))
+    return any(w == word or is_inflection(w, {word}) for w in re.findall(r"[a-z]+", text.lower()))
 
 
 def _fits(tokenizer, *prompts: str) -> bool:
@@ -167,7 +175,7 @@ def nearest_attributes(tokenizer, embeddings: torch.Tensor, word: str, attribute
     scored = []
     for candidate in sorted(attributes):
         candidate_ids = tokenizer(candidate, add_special_tokens=False).input_ids
-        if len(candidate_ids) != 1 or candidate in exclude or _inflection(candidate, exclude):
+        if len(candidate_ids) != 1 or candidate in exclude or is_inflection(candidate, exclude):
             continue
         row = table[candidate_ids[0]]  # (d,)
         scored.append((float(row @ query / (row.norm() * query.norm()).clamp_min(1e-12)), candidate))
@@ -198,24 +206,22 @@ def context_set(pipe, corpus: Corpus, sources: Sequence[str], destinations: Sequ
     generalise: dict[tuple[str, str], int] = {}
     keep: dict[str, int] = {}
     alternatives: dict[str, tuple[str, ...]] = {}
-    subjects = set()
+    subjects = {_subject(source) for source in sources} - {None}  # a frame naming any of them holds it unedited
     for source, destination in zip(sources, destinations):
-        added, _ = _edit_words(tokenizer, source, destination)
-        words = re.findall(r"[A-Za-z]+", source)
-        subject = words[-1].lower() if words else None  # the last word, however many tokens it takes
+        added = added_words(tokenizer, source, destination)
+        subject = _subject(source)
         split_source, split_destination = _strip_article(source), _strip_article(destination)
         if subject is None or split_source is None or split_destination is None:
             continue
         if split_source[0].lower() != split_destination[0].lower():
             continue
-        subjects.add(subject)
         phrase, new_phrase = split_source[1], split_destination[1]
         values = {}
         for word in added:
             if word not in alternatives:
                 alternatives[word] = nearest_attributes(tokenizer, embeddings, word, attributes, own)
             values[word] = alternatives[word]
-        variants = [_replace(new_phrase, word, other, last=False) for word, others in values.items() for other in others]
+        variants = [replace_word(new_phrase, word, other) for word, others in values.items() for other in others]
         plural_ok = phrase.lower().endswith(subject) and new_phrase.lower().endswith(subject) and not subject.endswith("s")
         frames, seen = 0, set()
         for line in corpus.lines:
@@ -228,7 +234,7 @@ def context_set(pipe, corpus: Corpus, sources: Sequence[str], destinations: Sequ
             if (before, suffix, after) in seen:
                 continue
             seen.add((before, suffix, after))
-            if _names(before + " " + after, subject) or (suffix and not plural_ok):
+            if any(_names(before + " " + after, s) for s in subjects) or (suffix and not plural_ok):
                 continue
             prompt, target = before + phrase + suffix + after, before + new_phrase + suffix + after
             kept = [before + v + suffix + after for v in (*variants, new_phrase)]
@@ -245,7 +251,7 @@ def context_set(pipe, corpus: Corpus, sources: Sequence[str], destinations: Sequ
                     keep.setdefault(text, frames)
             frames += 1
     generic: dict[str, int] = {}
-    if subjects:
+    if generalise or keep:  # without a frame of its own the edit has nothing to weigh the corpus against
         for line in corpus.lines:
             if len(generic) == max_generic:
                 break

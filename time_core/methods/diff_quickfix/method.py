@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import torch
 
-from ...edit import BaseEdit, EditFileError, read_auto_preserve
+from ...edit import BaseEdit, EditFileError, read_auto_preserve, read_flag
 from ...models import TEXT_ENCODERS as ENCODERS
 from ...models import (
     TextConditioning,
@@ -31,7 +31,7 @@ from ...models import (
     text_width,
 )
 from ...prompts import as_prompts, check_preserve_weight, is_auto_preserve, preserve_prompts
-from ...solver import check_lam
+from ...solver import check_lam, is_auto
 from ..base import BaseProblem, EditingMethod
 from .layer import find_projection, projection_path, with_weight
 from .solve import DEFAULT_LAM, QuickFixProblem, prepare_quickfix
@@ -84,6 +84,8 @@ class QuickFixEdit(BaseEdit):
     text_width: int = 0
     model: str = ""
     auto_preserve: bool = False
+    lam_auto: bool = False
+    context: str = ""
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -185,6 +187,8 @@ class QuickFixEdit(BaseEdit):
             "preserve": json.dumps(list(self.preserve)),
             "preserve_weight": repr(float(self.preserve_weight)),
             "auto_preserve": json.dumps(self.auto_preserve),
+            "lam_auto": json.dumps(self.lam_auto),
+            "context": self.context,
             "layers": json.dumps(dict(self.layers)),
             "text_width": str(self.text_width),
             "model": self.model,
@@ -208,6 +212,8 @@ class QuickFixEdit(BaseEdit):
                 text_width=int(meta["text_width"]),
                 model=meta.get("model", ""),
                 auto_preserve=read_auto_preserve(meta),
+                lam_auto=read_flag(meta, "lam_auto"),
+                context=meta.get("context", ""),
             )
         except (KeyError, ValueError, TypeError) as error:
             raise EditFileError(f"{name} has invalid edit metadata ({type(error).__name__}: {error})") from error
@@ -250,15 +256,21 @@ class QuickFixEditProblem(BaseProblem):
     text_width: int = 0
     model: str = ""
     auto_preserve: bool = False
+    auto_lam: float | None = None
+    context: str = ""
 
     @property
     def num_pairs(self) -> int:
         """The (key, value) pairs of the first encoder's solve."""
         return self.problems[0].num_pairs
 
-    def solve(self, lam: float | None = None) -> QuickFixEdit:
-        """The `QuickFixEdit` for one λ (`None`: 0.01, the authors' value)."""
-        lam = check_lam(DEFAULT_LAM if lam is None else lam)
+    def solve(self, lam: float | str | None = None) -> QuickFixEdit:
+        """The `QuickFixEdit` for one λ (`None`: 0.01, the authors' value; `"auto"`: `auto_lam`, chosen for this edit)."""
+        lam_auto = is_auto(lam)
+        if lam_auto and self.auto_lam is None:
+            raise ValueError("lam='auto' needs preserve='auto' and a corpus caption that fits this edit (the source "
+                             "and the destination must start with the same article); give λ as a number")
+        lam = self.auto_lam if lam_auto else check_lam(DEFAULT_LAM if lam is None else lam)
         return QuickFixEdit(
             layers=self.layers,
             deltas=tuple(problem.update(lam) for problem in self.problems),
@@ -271,6 +283,8 @@ class QuickFixEditProblem(BaseProblem):
             text_width=self.text_width,
             model=self.model,
             auto_preserve=self.auto_preserve,
+            lam_auto=lam_auto,
+            context=self.context,
         )
 
 
@@ -281,11 +295,7 @@ class DiffQuickFixMethod(EditingMethod):
     default_lam: ClassVar[float] = DEFAULT_LAM
     edit_class: ClassVar[type[BaseEdit]] = QuickFixEdit
     summary: ClassVar[str] = "Diff-QuickFix (Basu et al., ICLR 2024): first self-attention out_proj of the text encoder"
-    features: ClassVar[frozenset[str]] = frozenset({"auto_preserve"})
-    # automatic preservation, chosen on shapes_validation (time_core/shapes/TRAINING.md)
-    auto_preserve_strength: ClassVar[float] = 3000.0
-    auto_preserve_augment: ClassVar[bool] = True
-    auto_preserve_words_only: ClassVar[bool] = True
+    features: ClassVar[frozenset[str]] = frozenset({"auto_preserve", "auto_lam"})
 
     def prepare(
         self,
@@ -301,12 +311,9 @@ class DiffQuickFixMethod(EditingMethod):
 
         Raises:
             `ValueError`: `edit_keys=False` (a TIME option: Diff-QuickFix has no keys and values to choose between),
-                lists of different lengths, a bad weight. `preserve="auto"` derives the prompts from the model
-                (`time_core.methods.preservation.auto_preservation`) and uses them with their augmentations
-                (`auto_preserve_augment`), at their positions up to the end-of-text token
-                (`auto_preserve_words_only`), at the weight `relative_preserve_weight` sets from each encoder's
-                preservation keys, λ = 0.01 and `auto_preserve_strength` (`preserve_weight` is ignored; the edit
-                records the first encoder's weight).
+                lists of different lengths, a bad weight. `preserve="auto"` solves over the edit's context sets
+                (`time_core.methods.context`, `diff_quickfix.context`; `preserve_weight` is ignored) and chooses the
+                problem's `auto_lam` for `solve("auto")`.
             `PromptError`: an empty or over-long prompt.
         """
         if not edit_keys:
@@ -319,24 +326,23 @@ class DiffQuickFixMethod(EditingMethod):
         if len(sources) != len(destinations):
             raise ValueError(f"got {len(sources)} source prompts but {len(destinations)} destination prompts")
         auto = is_auto_preserve(preserve)
-        if auto:
-            from ..preservation import auto_preservation
-
-            preserve = auto_preservation(pipe, sources, destinations).prompts
-        preserve = preserve_prompts(preserve)
-        preserve_weight = check_preserve_weight(preserve_weight)
-        options = {}
-        if auto:
-            options = dict(augment_preserve=self.auto_preserve_augment, preserve_strength=self.auto_preserve_strength,
-                           preserve_words_only=self.auto_preserve_words_only)
         encoders = text_encoders(pipe)
-        problems = tuple(
-            prepare_quickfix(encoder, tokenizer, sources, destinations, bool(augment), path, preserve, preserve_weight,
-                             **options)
-            for _, encoder, tokenizer, path in encoders
-        )
+        auto_lam, context = None, None
         if auto:
-            preserve_weight = problems[0].preserve_weight  # the first encoder's; each encoder's is set from its keys
+            from ..context import context_set, load_corpus
+            from .context import context_quickfix
+
+            context = context_set(pipe, load_corpus(pipe), sources, destinations)
+            problems, auto_lam = context_quickfix(encoders, sources, destinations, bool(augment), context)
+            preserve, preserve_weight = context.keep, 1.0
+        else:
+            preserve = preserve_prompts(preserve)
+            preserve_weight = check_preserve_weight(preserve_weight)
+            problems = tuple(
+                prepare_quickfix(encoder, tokenizer, sources, destinations, bool(augment), path, preserve,
+                                 preserve_weight)
+                for _, encoder, tokenizer, path in encoders
+            )
         return QuickFixEditProblem(
             layers=tuple((name, path) for name, _, _, path in encoders),
             problems=problems,
@@ -348,4 +354,6 @@ class DiffQuickFixMethod(EditingMethod):
             text_width=text_width(pipe),
             model=model_id(pipe),
             auto_preserve=auto,
+            auto_lam=auto_lam,
+            context=context.summary() if context is not None else "",
         )

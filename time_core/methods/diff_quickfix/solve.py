@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from ...solver import check_lam, factorise
-from ..preservation import relative_preserve_weight
 from .layer import OUT_PROJ_PATH, find_projection
 from .pairs import preservation_pairs, quickfix_pairs
 
@@ -143,8 +142,6 @@ def prepare_quickfix(
     preserve: str | Sequence[str] = (),
     preserve_weight: float = 1.0,
     augment_preserve: bool | None = None,
-    preserve_strength: float | None = None,
-    preserve_words_only: bool = False,
 ) -> QuickFixProblem:
     """Collects the pairs (`quickfix_pairs`, and `preservation_pairs` of `preserve` weighted by `preserve_weight`)
     and factorises the solve for the layer at `path`.
@@ -152,24 +149,16 @@ def prepare_quickfix(
     Args:
         augment_preserve (`bool`, *optional*): add the augmentations of the preservation prompts; `None` follows
             `augment`.
-        preserve_words_only (`bool`, *optional*, defaults to `False`): preservation pairs at the prompts' positions up
-            to their end-of-text token only (`preservation_pairs(..., words_only=True)`).
-        preserve_strength (`float`, *optional*): when given, the preservation pairs weigh
-            `relative_preserve_weight(K_keep, DEFAULT_LAM, preserve_strength)` (automatic preservation) instead of
-            `preserve_weight`.
 
     Returns:
         `QuickFixProblem`: `.solve(lam)` gives `W'` for `encode_with_weight`; its `preserve_weight` is the weight used.
     """
     K, V = quickfix_pairs(text_encoder, tokenizer, sources, destinations, augment, path)  # (N, d_in), (N, d_out)
     augment_preserve = augment if augment_preserve is None else augment_preserve
-    K_keep, V_keep = preservation_pairs(text_encoder, tokenizer, preserve, augment_preserve, path,
-                                        preserve_words_only)  # (M, d_in), (M, d_out)
+    K_keep, V_keep = preservation_pairs(text_encoder, tokenizer, preserve, augment_preserve, path)  # (M, d_in), (M, d_out)
     weights, weight = None, 0.0
     if K_keep.shape[0]:
         weight = float(preserve_weight)
-        if preserve_strength is not None:
-            weight = relative_preserve_weight(K_keep, DEFAULT_LAM, preserve_strength)
         weights = torch.cat([K.new_ones(K.shape[0]), K.new_full((K_keep.shape[0],), weight)])
         K, V = torch.cat([K, K_keep.to(K.device)]), torch.cat([V, V_keep.to(V.device)])
     layer = find_projection(text_encoder, path)
