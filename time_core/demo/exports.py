@@ -136,9 +136,9 @@ def load_edit_file(path: str | Path, pipe, max_bytes: int) -> BaseEdit:
         `EditFileError`: too large, corrupt, not an edit file (a LoRA or another safetensors file is named as such,
             with what to do), or computed for another text width.
     """
-    path = Path(path)
-    if not path.is_file():
+    if not path or not Path(path).is_file():
         raise EditFileError("no file was uploaded")
+    path = Path(path)
     foreign = foreign_file_message(path)  # a LoRA or another safetensors file (its header only): what it is, what to do
     if foreign is not None:
         raise EditFileError(foreign)
