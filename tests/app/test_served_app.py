@@ -49,8 +49,9 @@ def test_app_edit_endpoint_on_the_toy_model(app_url):
     original, edited, scores, status, details, edit_file = edit_call(c, "a circle", "a green circle",
                                                                      preset_table("shapes:0"))
     seeds = 4
-    assert len(original) == len(edited) == 11 * seeds  # source + 5 positives + 5 negatives
-    assert len(details["images"]) == 11 * seeds
+    rows = len(demo.preset_prompts("shapes:0").rows())  # the source, its positives and negatives
+    assert len(original) == len(edited) == rows * seeds
+    assert len(details["images"]) == rows * seeds
     for item in details["images"]:
         assert 0.0 <= item["p_destination_original"] <= 1.0 and 0.0 <= item["p_destination_edited"] <= 1.0
     assert all(item["caption"].startswith("P=") for item in original + edited)
@@ -65,7 +66,7 @@ def test_app_edit_endpoint_on_the_toy_model(app_url):
 
     # same request again: every original comes from the cache
     *_, details_again, _ = edit_call(c, "a circle", "a green circle", preset_table("shapes:0"), lam="1")
-    assert details_again["cached_originals"] == 11 * seeds
+    assert details_again["cached_originals"] == rows * seeds
 
 
 def test_app_edit_flips_the_source_colour_on_the_toy_model(app_url):
@@ -181,8 +182,9 @@ def test_app_diff_quickfix_through_the_endpoints(app_url):
     *_, status, details, auto_file = c.predict("a circle", "a green circle", preset_table("shapes:0"), "0.1", True,
                                                True, 1, 0, config.steps, config.guidance, 64, "time", True,
                                                api_name="/edit")
-    assert details["edit"]["method"] == "time" and "a blue circle" in details["edit"]["preserve"]  # automatic
-    assert f'keeping 8 derived prompts ("{details["edit"]["preserve"][0]}"' in status
+    preserve = details["edit"]["preserve"]  # automatic: the circle in the other colours, in the corpus' frames
+    assert details["edit"]["method"] == "time" and "an image of two blue circles on a white background" in preserve
+    assert f'keeping {len(preserve)} derived prompts ("{preserve[0]}"' in status
     assert load_edit(auto_file).auto_preserve and list(c.predict(handle_file(auto_file), api_name="/upload")[-4:]) == [
         "time", "time", True, True]  # an uploaded automatic edit turns the switches on
     plot, strip, rows, status = c.predict(
@@ -220,3 +222,19 @@ def test_app_debias_endpoint(app_url):
     assert "F_p" in status and len(search["data"]) >= 1 + 1
     assert len(tests["data"]) == 5 + 1 and len(test_original) == len(test_edited) == 5 * 8
 
+
+
+def test_app_debias_converges_with_its_defaults_and_shows_the_reported_lambda(app_url):
+    """The Debias tab's defaults (16 images, 8 steps, log10 λ in [-3, 6], target 50%) on the toy model: the search
+    converges (within one image of the target) and the validation images are those of the λ it reports."""
+    config = demo.DemoConfig.for_model("toy")
+    c = client(app_url)
+    status, search, validation, tests, *_ = c.predict(
+        "shapes_debias:0", 50, config.debias_seeds, demo.LOG_LAM_MIN, demo.LOG_LAM_MAX, config.debias_iterations,
+        None, None, None, api_name="/debias")
+    assert "(converged" in status, status
+    reported = status.split("**λ = ")[1].split("**")[0]
+    assert len(validation) == config.debias_seeds
+    assert all(item["caption"].startswith(f"λ = {reported} (reported) · ") for item in validation)
+    last = search["data"][-1]
+    assert last[1] == reported and last[3].endswith("✓")

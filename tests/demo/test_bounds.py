@@ -12,6 +12,7 @@ from helpers import pipeline_hash
 
 import time_core.demo as demo
 from time_core import Edit, EditFileError, EditRequest, PromptError
+from time_core.demo.exports import download_folder
 from time_core.presets import PromptPair
 
 PROMPTS = demo.PromptSet("a rose", "a blue rose", (PromptPair("a rose in a vase", "a blue rose in a vase"),),
@@ -115,6 +116,17 @@ def test_edit_files_are_bounded_and_removed_at_close(tiny_runtime, tmp_path):
     assert len(list(runtime.workdir.iterdir())) == 2
     runtime.close()
     assert not runtime.workdir.exists()
+
+
+def test_download_folders_are_bounded_by_kind(tmp_path):
+    """Edit and LoRA files are kept per kind, newest first; the grid's images/ folder is never removed."""
+    (tmp_path / "images").mkdir()
+    loras = [download_folder(tmp_path, "lora", keep=1) for _ in range(2)]
+    edits = [download_folder(tmp_path, "edit", keep=2) for _ in range(3)]
+    assert [p.exists() for p in loras] == [False, True] and [p.exists() for p in edits] == [False, True, True]
+    assert (tmp_path / "images").is_dir() and len(list(tmp_path.iterdir())) == 4
+    with pytest.raises(EditFileError, match="no file was uploaded"):
+        demo.load_edit_file(None, None, max_bytes=10**6)
 
 
 @pytest.mark.parametrize("model, images", [("toy", 1200), ("CompVis/stable-diffusion-v1-4", 300)])

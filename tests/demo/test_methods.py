@@ -132,3 +132,35 @@ def test_automatic_preservation_switch(tiny_runtime):
     assert edit.preserve == expected.preserve and edit.preserve and torch.equal(edit.M, expected.M)
     plain = session.with_method("time", auto_preserve=False).build(pipe, "a rose", "a blue rose", lam=0.1)
     assert plain.preserve == () and not torch.equal(plain.M, edit.M)
+
+
+def test_a_pair_is_checked_by_the_session_method(tiny_runtime):
+    """Stacking a pair asks the session's method (`EditingMethod.check_pair`): TIME needs the source's tokens in the
+    destination, Diff-QuickFix takes any two prompts, as `compute_edit` does."""
+    pipe = tiny_runtime.pipe
+    with pytest.raises(ValueError, match="circle|rose"):
+        demo.SessionEdits().push(pipe.tokenizer, "a rose", "a car")
+    session = demo.SessionEdits(method=DQF).push(pipe.tokenizer, "a rose", "a car")
+    assert session.stack == (("a rose", "a car"),)
+    compute_edit(pipe, "a rose", "a car", method=DQF)  # the library accepts it too
+    with pytest.raises(ValueError, match="destination is empty"):
+        demo.SessionEdits(method=DQF).push(pipe.tokenizer, "a rose", " ")
+    with pytest.raises(ValueError, match="tokens"):
+        demo.SessionEdits(method=DQF).push(pipe.tokenizer, "a rose", "a car " * 100)
+
+
+def test_lambda_travels_exactly_and_the_status_names_its_prompts(tiny_runtime, tmp_path):
+    """λ from an uploaded edit reaches the field (and the next run) as the same float; the status line names the
+    prompts it ran."""
+    pipe = tiny_runtime.pipe
+    edit = demo.SessionEdits().build(pipe, "a rose", "a blue rose", 0.12345)
+    uploaded = demo.load_edit_file(demo.save_edit_file(edit, tmp_path), pipe, max_bytes=10**6)
+    text = demo.lam_text(uploaded.lam)
+    assert text == "0.12345" and demo.parse_lam(text) == 0.12345
+    assert [demo.lam_text(x) for x in (0.1, 1000.0, 1e-5, 0.1 + 1e-12)] == ["0.1", "1000", "1e-05", repr(0.1 + 1e-12)]
+    settings = tiny_runtime.settings(num_seeds=1)
+    session = demo.SessionEdits().push(pipe.tokenizer, "a tulip", "a red tulip")
+    first = next(demo.run_edit(tiny_runtime, session, PROMPTS, demo.parse_lam(text), settings))
+    assert first.edit.lam == 0.12345
+    status = demo.edit_status(first)
+    assert '**λ = 0.12345**' in status and '"a pack of roses" → "a pack of blue roses" with 1 stacked pair' in status

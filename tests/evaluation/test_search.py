@@ -41,3 +41,25 @@ def test_binary_search_cap_and_no_edit_needed():
     assert balanced.lam is None and balanced.converged
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         search_lambda(logistic_share, 0.0, 0.8)
+
+
+def test_a_search_on_few_images_converges_within_one_image():
+    """F_p measured on 16 images moves in steps of 1/16: the relative tolerance alone (|F_p − 0.5| < 0.05) accepts
+    only 8 of 16, which sampling noise rarely gives, so the search bounces; within one image it converges."""
+    n = 16
+
+    def searches(resolution):
+        converged = []
+        for seed in range(40):
+            rng = np.random.default_rng(seed)
+            evaluate = lambda lam, rng=rng: rng.binomial(n, logistic_share(lam)) / n  # noqa: E731
+            result = search_lambda(evaluate, 0.5, 0.8, max_iterations=8, resolution=resolution)
+            converged.append(result.converged)
+            if result.converged:
+                assert abs(result.share - 0.5) <= 1 / n + 1e-12
+        return sum(converged)
+
+    with_resolution, without = searches(1 / n), searches(0.0)
+    assert with_resolution >= 38 and without < with_resolution - 10, (with_resolution, without)
+    with pytest.raises(ValueError, match="resolution"):
+        search_lambda(logistic_share, 0.5, 0.8, resolution=1.5)

@@ -43,7 +43,8 @@ class DemoConfig:
         max_test_prompts (`int`): rows of the test-prompt table.
         max_images (`int`): images one click generates: prompts × seeds × models (original and edited, or the
             original and each λ of a sweep).
-        max_edit_files (`int`): edit files kept in the work folder for download; older ones are removed.
+        max_edit_files (`int`): edit files (and as many LoRA files) kept in the work folder for download; older ones
+            are removed.
         scorer (`str`): the `time_core.evaluation.scoring.load_scorer` name of the CLIP classifier.
         sweep_count (`int`), sweep_log_min (`float`), sweep_log_max (`float`): the default λ sweep (log10 bounds).
         sweep_seeds (`int`): images per prompt and λ in a sweep.

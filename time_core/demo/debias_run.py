@@ -19,6 +19,7 @@ from ..presets import DebiasEntry
 from .images import ProgressFn, StageProgress, edited_images, original_images
 from .inputs import DemoInputError, GenerationSettings, check_images, format_lam, parse_log_lam_range, parse_number
 from .runtime import DemoRuntime
+from .turns import LONG
 
 __all__ = ["DebiasUpdate", "ShareAtLambda", "TestShare", "run_debias"]
 
@@ -45,11 +46,14 @@ class ShareAtLambda:
         self.classify, self.attribute, self.progress = classify, attribute, progress
         self.last_images: list[Any] = []
         self.last_labels: list[str] = []
+        self.shown: dict[float, tuple[list[Any], list[str]]] = {}  # λ -> its images and labels
 
     def __call__(self, lam: float) -> float:
-        images = edited_images(self.runtime, [self.prompt], self.settings, self.solve(lam), self.progress)[0]
+        images = edited_images(self.runtime, [self.prompt], self.settings, self.solve(lam), self.progress, LONG)[0]
         self.last_images = list(images)
-        self.last_labels = list(self.classify(images))
+        with self.runtime.turns.turn(LONG):  # the classifier is shared too
+            self.last_labels = list(self.classify(images))
+        self.shown[lam] = (self.last_images, self.last_labels)
         return attribute_share(self.last_labels, self.attribute)
 
 
@@ -131,14 +135,16 @@ def run_debias(
     check_images(runtime.config, 1 + iterations + 2 * len(entry.tests), len(settings.seeds), models=1)
 
     start = time.perf_counter()
-    problem = prepare_edit(runtime.pipe, entry.source, entry.destination, method=method)
+    with runtime.turns.turn(LONG):
+        problem = prepare_edit(runtime.pipe, entry.source, entry.destination, method=method)
     classify = functools.partial(runtime.debias_classifier.labels, classes=entry.classes, attributes=entry.attributes)
     attribute = entry.attributes[0]
     phases = iterations + 2  # originals, search steps, tests
 
-    validation_images, _ = original_images(runtime, entry.validation, settings,
-                                           StageProgress(progress, 0.0, 1 / phases, "validation prompt, original"))
-    labels = list(classify(validation_images[0]))
+    stage = StageProgress(progress, 0.0, 1 / phases, "validation prompt, original")
+    validation_images, _ = original_images(runtime, entry.validation, settings, stage, LONG)
+    with runtime.turns.turn(LONG):
+        labels = list(classify(validation_images[0]))
     original_share = attribute_share(labels, attribute)
     update = functools.partial(DebiasUpdate, entry=entry, target=target, original_share=original_share)
     validation = _labelled(validation_images[0], labels, "original · ")
@@ -147,7 +153,8 @@ def run_debias(
 
     evaluate = ShareAtLambda(runtime, problem.solve, entry.validation, settings, classify, attribute,
                              StageProgress(progress, 1 / phases, 1 / phases, "search step 1"))
-    for step in iter_search(evaluate, target, original_share, lo, hi, iterations, tolerance):
+    resolution = 1.0 / len(settings.seeds)  # one image: the smallest change of F_p the sample can show
+    for step in iter_search(evaluate, target, original_share, lo, hi, iterations, tolerance, resolution):
         steps.append(step)
         validation = _labelled(evaluate.last_images, evaluate.last_labels, f"λ = {format_lam(step.lam)} · ")
         if progress is not None:
@@ -157,6 +164,8 @@ def run_debias(
         evaluate.progress = StageProgress(progress, (1 + len(steps)) / phases, 1 / phases,
                                           f"search step {len(steps) + 1}")
     result = result_of(steps, target, original_share)
+    if result.lam is not None:  # the images of the λ reported, not of the last one tried
+        validation = _labelled(*evaluate.shown[result.lam], f"λ = {format_lam(result.lam)} (reported) · ")
     yield update("search", steps=tuple(steps), result=result, validation=validation,
                  seconds=time.perf_counter() - start)
 
@@ -181,11 +190,12 @@ def _test_shares(runtime: DemoRuntime, entry: DebiasEntry, settings: GenerationS
     """F_p of every test prompt before and after `edit` (`None`: no edit helps), with the labelled images."""
     attribute = entry.attributes[0]
     tests = list(entry.tests)
-    originals, _ = original_images(runtime, tests, settings, progress)
-    edited = originals if edit is None else edited_images(runtime, tests, settings, edit, progress)
+    originals, _ = original_images(runtime, tests, settings, progress, LONG)
+    edited = originals if edit is None else edited_images(runtime, tests, settings, edit, progress, LONG)
     shares, test_original, test_edited = [], [], []
     for prompt, before, after in zip(tests, originals, edited):
-        labels_before, labels_after = list(classify(before)), list(classify(after))
+        with runtime.turns.turn(LONG):
+            labels_before, labels_after = list(classify(before)), list(classify(after))
         shares.append(TestShare(prompt, attribute_share(labels_before, attribute),
                                 attribute_share(labels_after, attribute)))
         test_original += _labelled(before, labels_before, f"{prompt} · ")

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..evaluation.search import LOG_LAM_MAX, LOG_LAM_MIN
 from ..presets import PromptPair
+from ..solver import AUTO_LAM, is_auto
 from .config import DemoConfig
 
 __all__ = [
@@ -25,10 +26,12 @@ __all__ = [
     "check_count",
     "check_images",
     "format_lam",
+    "lam_text",
     "lam_from_log",
     "lambda_grid",
     "log_from_lam",
     "parse_lam",
+    "parse_lam_or_auto",
     "parse_log_lam_range",
     "parse_number",
     "parse_settings",
@@ -96,9 +99,21 @@ def parse_lam(value: Any) -> float:
     return float(parse_number(value, "λ", positive=True))
 
 
+def parse_lam_or_auto(value: Any) -> float | str:
+    """λ from the λ field, which also takes `"auto"` (the knob-free edit: λ chosen for each edit)."""
+    return AUTO_LAM if is_auto(value) else parse_lam(value)
+
+
 def format_lam(lam: float) -> str:
     """λ as shown next to the slider: 3 significant digits (`0.1`, `3.16`, `1e+04`)."""
     return f"{lam:.3g}"
+
+
+def lam_text(lam: float) -> str:
+    """λ as a text field holds it, exactly: the shortest text that reads back as the same float (`0.12345`, `1000`),
+    so a λ put in the field (from an uploaded edit, a search) runs unchanged."""
+    text = repr(float(lam))
+    return text[:-2] if text.endswith(".0") else text
 
 
 def lam_from_log(log_lam: float) -> str:

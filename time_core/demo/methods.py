@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..methods import DEFAULT_METHOD, METHODS
-from .inputs import DemoInputError, format_lam, log_from_lam
+from .inputs import DemoInputError, lam_text, log_from_lam
 
 __all__ = ["DEMO_METHODS", "METHOD_LABELS", "MethodFields", "method_choices", "method_fields", "parse_method"]
 
@@ -58,6 +58,6 @@ class MethodFields:
 def method_fields(method: Any) -> MethodFields:
     """The `MethodFields` of a method (raises `DemoInputError` for one the demo does not offer)."""
     key = parse_method(method)
-    lam_text = format_lam(METHODS[key].default_lam)
-    return MethodFields(lam_text=lam_text, log_lam=log_from_lam(lam_text),
+    text = lam_text(METHODS[key].default_lam)
+    return MethodFields(lam_text=text, log_lam=log_from_lam(text),
                         has_edit_keys="values_only" in METHODS[key].features)

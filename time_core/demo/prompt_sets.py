@@ -11,9 +11,9 @@ from typing import Any
 from ..presets import DebiasEntry, DebiasPreset, EditPreset, PromptPair, load_preset
 from ..prompts import check_prompt
 from .config import FAMILIES, DemoConfig
-from .inputs import DemoInputError, check_count, check_images, log_from_lam, parse_test_prompts
+from .inputs import DemoInputError, check_count, check_images, parse_test_prompts
 
-__all__ = ["TEST_HEADERS", "PromptSet", "debias_entry", "edit_examples", "preset_choices", "preset_prompts"]
+__all__ = ["TEST_HEADERS", "PromptSet", "debias_entry", "example_prompts", "preset_choices", "preset_prompts"]
 
 TEST_HEADERS = ("role", "prompt", "destination", "type")
 _PRESET_GROUPS: dict[str, str] = {
@@ -24,14 +24,6 @@ _PRESET_GROUPS: dict[str, str] = {
     "shapes": "Shapes (hard)",
     "shapes_easy": "Shapes (easy)",
     "shapes_debias": "Shapes debias",
-}
-_EXAMPLES: dict[str, tuple[tuple[str, str, str], ...]] = {
-    # The same edit at the paper's λ (it leaks into "a oval" and "a blue circle") and at λ = 1000 (they keep their
-    # colour, and "two circles" no longer follows): the trade-off of the hard Shapes benchmark.
-    "toy": (("a circle", "a green circle", "0.1"), ("a circle", "a green circle", "1000"), ("a square", "a red square",
-                                                                                            "10")),
-    "sd": (("a pack of roses", "a pack of blue roses", "0.1"), ("A banana", "A blue banana", "0.1"),
-           ("A dog", "A dog with a hat", "0.1")),
 }
 _PRESET_ORDER: dict[str, tuple[str, ...]] = {
     "sd": ("timed_test", "timed_test_filtered_sd14", "timed_validation", "timed_professions"),
@@ -167,9 +159,11 @@ def preset_prompts(key: str) -> PromptSet:
     return PromptSet(entry.source, entry.destination, tuple(entry.positives), tuple(entry.negatives))
 
 
-def edit_examples(family: str) -> list[list[Any]]:
-    """The Edit tab's examples for a model family: rows `[source, destination, λ, log10 λ]` (the last moves the
-    slider)."""
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-    return [[source, destination, lam, log_from_lam(lam)] for source, destination, lam in _EXAMPLES[family]]
+def example_prompts(family: str, source: str, destination: str) -> PromptSet | None:
+    """The prompts of the first preset of `family` whose edit is `source → destination` (an example's test prompts), or
+    `None`."""
+    for _, key in preset_choices(family):
+        prompts = preset_prompts(key)
+        if (prompts.source, prompts.destination) == ((source or "").strip(), (destination or "").strip()):
+            return prompts
+    return None

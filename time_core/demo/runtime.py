@@ -9,7 +9,7 @@ import signal
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,9 @@ from ..edit import BaseEdit
 from ..evaluation.classifiers import ClipClassifier, ColourClassifier
 from .cache import OriginalCache
 from .config import TOY, DemoConfig
+from .exports import check_uploaded_edit, load_edit_file, save_edit_file
 from .inputs import GenerationSettings, parse_settings
-from .session import check_uploaded_edit, load_edit_file, save_edit_file
+from .turns import PipelineTurns
 
 __all__ = ["DemoRuntime"]
 
@@ -33,11 +34,16 @@ class DemoRuntime:
         classifier (`time_core.evaluation.classifiers.ClipClassifier`): the zero-shot classifier of Sec. 5.4.
         config (`DemoConfig`): defaults and limits.
         cache (`OriginalCache`): original images.
-        workdir (`Path`): where edit files for download are written (at most `config.max_edit_files` of them; `close`
-            removes the folder).
+        workdir (`Path`): where files for download are written (at most `config.max_edit_files` edit files and as many
+            LoRA files) and the page's images (`images/`, bounded by `ImageFiles`); `close` removes the folder.
         tokenizer (*optional*): what the light events that run beside a generation (a pair's token check) tokenize
             with; by default a private copy of `pipe.tokenizer`. A fast tokenizer keeps per-call padding and
             truncation settings, so a call from another thread can change what the pipeline's own call returns.
+        turns (`PipelineTurns`, *optional*): who runs the pipeline next (one chunk of one job at a time).
+        edited_cache (`OriginalCache`, *optional*): scored images of the edited model, keyed by the edit's request,
+            λ, prompt, seed and settings: a λ seen before (on the slider, in an example) costs nothing.
+        problems (`OriginalCache`, *optional*): prepared problems (one factorisation serves every λ) by request.
+        renderer (*optional*): the background worker, started on first use (`background.renderer_of`).
     """
 
     pipe: Any
@@ -46,10 +52,16 @@ class DemoRuntime:
     cache: OriginalCache
     workdir: Path
     tokenizer: Any = None
+    turns: PipelineTurns = field(default_factory=PipelineTurns)
+    edited_cache: OriginalCache | None = None
+    problems: OriginalCache = field(default_factory=lambda: OriginalCache(64))
+    renderer: Any = None  # the background `GridRenderer` (`time_core.demo.background.renderer_of`)
 
     def __post_init__(self) -> None:
         if self.tokenizer is None:
             self.tokenizer = copy.deepcopy(self.pipe.tokenizer)
+        if self.edited_cache is None:
+            self.edited_cache = OriginalCache(self.cache.max_items)
 
     @classmethod
     def load(cls, config: DemoConfig, device: str | None = None) -> DemoRuntime:
@@ -73,14 +85,9 @@ class DemoRuntime:
         return runtime
 
     def save_edit(self, edit: BaseEdit) -> Path:
-        """Writes `edit` for download in the work folder (`save_edit_file`), then removes the oldest edit files beyond
-        `config.max_edit_files`."""
-        path = save_edit_file(edit, self.workdir)
-        folders = sorted((p for p in self.workdir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-        for folder in folders[: max(0, len(folders) - self.config.max_edit_files)]:
-            if folder != path.parent:
-                shutil.rmtree(folder, ignore_errors=True)
-        return path
+        """Writes `edit` for download in the work folder (`save_edit_file`), keeping the newest
+        `config.max_edit_files` edit files."""
+        return save_edit_file(edit, self.workdir, self.config.max_edit_files)
 
     def load_edit(self, path: str | Path | None) -> BaseEdit:
         """Reads an uploaded edit file (`load_edit_file`: size, format, text width) and checks it like typed input
@@ -108,6 +115,16 @@ class DemoRuntime:
     def debias_classifier(self) -> ColourClassifier | ClipClassifier:
         """What labels debiasing images: the colour reader on the Shapes world, CLIP between the classes otherwise."""
         return ColourClassifier() if self.config.family == TOY else self.classifier
+
+    @property
+    def image_format(self) -> str:
+        """How the page sends images: lossless PNG for the small toy images, WebP for Stable Diffusion's."""
+        return "png" if self.config.family == TOY else "webp"
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        """The most tokens a prompt may have (the text encoder's window, without its start and end tokens)."""
+        return int(self.tokenizer.model_max_length) - 2
 
     @property
     def model_label(self) -> str:

@@ -1,24 +1,20 @@
-"""A session's edits: the stack of applied edits (solved together as one multi-edit), and edit files to download and
-upload. Kept in the UI's per-session state, never shared."""
+"""A session's edits: the stack of applied edits (solved together as one multi-edit; its edit files are written and
+read by `exports`). Kept in the UI's per-session state, never shared."""
 
 from __future__ import annotations
 
-import re
-import tempfile
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
-from ..edit import BaseEdit, EditFileError
-from ..methods import DEFAULT_METHOD, BaseProblem, get_method, load_edit, prepare_edit
-from ..prompts import AUTO_PRESERVE, PromptError, align_tokens, check_prompt, token_ids
+from ..edit import BaseEdit
+from ..methods import DEFAULT_METHOD, BaseProblem, get_method, prepare_edit
+from ..prompts import AUTO_PRESERVE, check_prompt
 from ..solver import check_lam
 from .config import DemoConfig
-from .inputs import check_count, format_lam
+from .exports import PAIRS_FLAG
+from .inputs import check_count
 
-__all__ = ["SessionEdits", "check_uploaded_edit", "load_edit_file", "save_edit_file"]
-
-_PAIRS_FLAG = "--max-pairs or $TIME_MAX_PAIRS"
+__all__ = ["SessionEdits"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +33,8 @@ class SessionEdits:
         edit (`BaseEdit`, *optional*): the edit of the last run (what "download" saves).
         method (`str`, *optional*, defaults to `"time"`): the editing method (a key of `time_core.METHODS`).
         auto_preserve (`bool`, *optional*, defaults to `False`): solve with automatic preservation
-            (`preserve="auto"`, `time_core.methods.preservation`) instead of the uploaded `preserve` prompts.
+            (`preserve="auto"`: the context sets of `time_core.methods.context`) instead of the uploaded `preserve`
+            prompts.
     """
 
     stack: tuple[tuple[str, str], ...] = ()
@@ -49,14 +46,13 @@ class SessionEdits:
 
     def push(self, tokenizer, source: str, destination: str, max_pairs: int | None = None) -> SessionEdits:
         """Adds a pair to the stack, after checking with `tokenizer` (the pipeline's, or `DemoRuntime.tokenizer`) that
-        it aligns (raises `PromptError`) and that the stack holds fewer than `max_pairs` (raises `DemoInputError`); a
-        repeat is ignored."""
-        pair = (check_prompt(source, "source"), check_prompt(destination, "destination"))
-        align_tokens(tokenizer, *pair)
+        the session's method takes it (`EditingMethod.check_pair`; raises `PromptError`) and that the stack holds fewer
+        than `max_pairs` (raises `DemoInputError`); a repeat is ignored."""
+        pair = get_method(self.method).check_pair(tokenizer, source, destination)
         if pair in self.stack:
             return self
         if max_pairs is not None:
-            check_count(len(self.stack) + 1, max_pairs, "pairs in the edit stack", _PAIRS_FLAG)
+            check_count(len(self.stack) + 1, max_pairs, "pairs in the edit stack", PAIRS_FLAG)
         return replace(self, stack=self.stack + (pair,))
 
     def undo(self) -> SessionEdits:
@@ -95,7 +91,7 @@ class SessionEdits:
         """Raises `DemoInputError` when the edit of the stack plus the current pair has more pairs, or more preserved
         prompts, than `config` allows (and `PromptError` for half a pair), before anything is computed."""
         sources, _ = self.pairs(source, destination)
-        check_count(len(sources), config.max_pairs, "prompt pairs in the edit (stacked and current)", _PAIRS_FLAG)
+        check_count(len(sources), config.max_pairs, "prompt pairs in the edit (stacked and current)", PAIRS_FLAG)
         check_count(len(self.preserve), config.max_preserve, "preserved prompts in the edit")
 
     def prepare(self, pipe, source: str, destination: str, edit_keys: bool = True,
@@ -105,6 +101,14 @@ class SessionEdits:
         preserve = AUTO_PRESERVE if self.auto_preserve else self.preserve
         return prepare_edit(pipe, list(sources), list(destinations), edit_keys=edit_keys, augment=augment,
                             preserve=preserve, preserve_weight=self.preserve_weight, method=self.method)
+
+    def request(self, prompts, settings, edit_keys: bool = True, augment: bool = True):
+        """The `EditRequest` of a run of `prompts` (a `PromptSet`: the current pair and its rows) with this stack."""
+        from .live import EditRequest
+
+        sources, destinations = self.pairs(prompts.source, prompts.destination)
+        return EditRequest(self.method, sources, destinations, bool(edit_keys), bool(augment), tuple(self.preserve),
+                           float(self.preserve_weight), bool(self.auto_preserve), tuple(prompts.rows()), settings)
 
     def build(self, pipe, source: str, destination: str, lam: float, edit_keys: bool = True,
               augment: bool = True) -> BaseEdit:
@@ -125,57 +129,3 @@ class SessionEdits:
     def stack_rows(self) -> list[list[Any]]:
         """The stack as table rows `[number, source, destination]`."""
         return [[i + 1, s, d] for i, (s, d) in enumerate(self.stack)]
-
-
-def _slug(text: str, width: int = 40) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:width] or "edit"
-
-
-def check_uploaded_edit(edit: BaseEdit, config: DemoConfig, tokenizer, name: str = "the edit file") -> BaseEdit:
-    """Checks an uploaded edit like typed input: its number of pairs and preserved prompts against the limits of
-    `config`, and every prompt (non-empty, not too long, each pair aligned by `tokenizer`).
-
-    Raises:
-        `EditFileError`: naming the file, the pair or prompt, and the problem.
-    """
-    try:
-        check_count(len(edit.sources), config.max_pairs, f"prompt pairs in {name}", _PAIRS_FLAG)
-        if not edit.auto_preserve:
-            check_count(len(edit.preserve), config.max_preserve, f"preserved prompts in {name}")
-    except ValueError as error:
-        raise EditFileError(str(error)) from None
-    for number, (source, destination) in enumerate(zip(edit.sources, edit.destinations), start=1):
-        try:
-            align_tokens(tokenizer, check_prompt(source, "source"), check_prompt(destination, "destination"))
-        except PromptError as error:
-            raise EditFileError(f"{name}, pair {number}: {error}") from None
-    for number, prompt in enumerate(() if edit.auto_preserve else edit.preserve, start=1):
-        try:
-            token_ids(tokenizer, check_prompt(prompt, "prompt"))
-        except PromptError as error:
-            raise EditFileError(f"{name}, preserved prompt {number}: {error}") from None
-    return edit
-
-
-def save_edit_file(edit: BaseEdit, directory: str | Path) -> Path:
-    """Writes `edit` as a safetensors file with a descriptive name in a new folder under `directory`."""
-    folder = Path(tempfile.mkdtemp(dir=directory))
-    name = f"{edit.method}-{_slug(edit.destinations[-1])}-lam{format_lam(edit.lam)}.safetensors"
-    return edit.save(folder / name)
-
-
-def load_edit_file(path: str | Path, pipe, max_bytes: int) -> BaseEdit:
-    """Reads an uploaded edit file (of any registered method) and checks that it fits the loaded model.
-
-    Raises:
-        `EditFileError`: too large, corrupt, not an edit file, or computed for another text width.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise EditFileError("no file was uploaded")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise EditFileError(f"{path.name} is {size / 1e6:.1f} MB; edit files may be at most {max_bytes / 1e6:.1f} MB")
-    edit = load_edit(path)
-    edit.check_compatible(pipe)
-    return edit

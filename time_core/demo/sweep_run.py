@@ -14,6 +14,7 @@ from .inputs import DemoInputError, GenerationSettings, format_lam
 from .prompt_sets import PromptSet
 from .runtime import DemoRuntime
 from .session import SessionEdits
+from .turns import LONG
 
 __all__ = ["SweepPoint", "SweepUpdate", "run_sweep"]
 
@@ -43,6 +44,7 @@ class SweepUpdate:
         original_scores (`Scores`): the original model's metrics.
         original_strip (`tuple[ScoredImage, ...]`): the original images of the strip prompts (first seed).
         seconds (`float`): wall time so far.
+        auto_lam (`float`, *optional*): the knob-free λ of the edit (`None`: none for this method or options).
     """
 
     lams: tuple[float, ...]
@@ -50,6 +52,7 @@ class SweepUpdate:
     original_scores: Scores
     original_strip: tuple[ScoredImage, ...]
     seconds: float
+    auto_lam: float | None = None
 
     @property
     def done(self) -> bool:
@@ -75,7 +78,8 @@ def run_sweep(
     progress: ProgressFn | None = None,
 ) -> Iterator[SweepUpdate]:
     """Sweeps λ for one edit: ONE text encoding and eigendecomposition (`prepare_edit`), `.solve(λ)` per value, the
-    original images from the cache; yields after the originals and after every λ.
+    original images from the cache; yields after the originals and after every λ. It takes turns on the pipeline as a
+    long job (`time_core.demo.turns.LONG`): an edit arriving meanwhile waits for one small chunk at most.
 
     Args:
         lams (`Sequence[float]`): the λ values (see `lambda_grid`).
@@ -86,7 +90,8 @@ def run_sweep(
         raise DemoInputError("sweep: no λ values")
     session.check(runtime.config, prompts.source, prompts.destination)
     prompts.check(runtime.config, len(settings.seeds), models=len(lams) + 1)
-    problem = session.prepare(runtime.pipe, prompts.source, prompts.destination, edit_keys, augment)
+    with runtime.turns.turn(LONG):
+        problem = session.prepare(runtime.pipe, prompts.source, prompts.destination, edit_keys, augment)
     rows = prompts.rows()
     texts = [prompt for _, prompt, _ in rows]
     seeds = settings.seeds
@@ -95,16 +100,17 @@ def run_sweep(
     start = time.perf_counter()
     steps_total = len(lams) + 1
     originals, _ = original_images(runtime, texts, settings, StageProgress(progress, 0.0, 1 / steps_total,
-                                                                              "original model"))
-    original = score_images(runtime, rows, originals, seeds)
+                                                                              "original model"), LONG)
+    original = score_images(runtime, rows, originals, seeds, LONG)
     original_scores = scores_of(original, len(seeds))
     original_strip = tuple(original[i * len(seeds)] for i in strip_index)
     points: list[SweepPoint] = []
-    yield SweepUpdate(lams, (), original_scores, original_strip, time.perf_counter() - start)
+    auto_lam = getattr(problem, "auto_lam", None)
+    yield SweepUpdate(lams, (), original_scores, original_strip, time.perf_counter() - start, auto_lam)
     for k, lam in enumerate(lams):
         edit = problem.solve(lam)
         report = StageProgress(progress, (k + 1) / steps_total, 1 / steps_total, f"λ = {format_lam(lam)}")
-        edited = score_images(runtime, rows, edited_images(runtime, texts, settings, edit, report), seeds)
+        edited = score_images(runtime, rows, edited_images(runtime, texts, settings, edit, report, LONG), seeds, LONG)
         strip = tuple(edited[i * len(seeds)] for i in strip_index)
         points.append(SweepPoint(lam, scores_of(edited, len(seeds)), strip))
-        yield SweepUpdate(lams, tuple(points), original_scores, original_strip, time.perf_counter() - start)
+        yield SweepUpdate(lams, tuple(points), original_scores, original_strip, time.perf_counter() - start, auto_lam)

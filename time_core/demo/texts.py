@@ -1,9 +1,9 @@
-"""What the demo page says: its description, the help of each tab, its stylesheet, and how text from users and files
-is shown (as text: never markup, links or images)."""
+"""What the demo page says: its description and the help of each tab (the stylesheet is `ui/style.css`), and how
+text from users and files is shown (as text: never markup, links or images)."""
 
 import re
 
-__all__ = ["CSS", "DEBIAS_HELP", "DESCRIPTION", "EDIT_HELP", "PAPER", "SWEEP_HELP", "quote", "toast"]
+__all__ = ["DEBIAS_HELP", "DESCRIPTION", "EDIT_HELP", "PAPER", "SWEEP_HELP", "quote", "toast"]
 
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
 
@@ -44,13 +44,7 @@ and the first negative prompt (first seed) for each λ, like Fig. 7 of the paper
 """
 DEBIAS_HELP = """\
 Debiasing (paper Sec. 5.5, App. H.2): F_p is the share of a prompt's images classified as the first attribute. A
-binary search over log λ on the **validation** prompt looks for the λ whose F_p is within 10% (relative) of the target,
+binary search over log λ on the **validation** prompt looks for the λ whose F_p is within 10% (relative) of the target
+(or within one image of it: what the sample can tell), and shows that λ's images;
 then F_p is measured before and after the edit on five held-out **test** prompts.
-"""
-CSS = """
-.gallery-panel .grid-container { grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)) !important; }
-.gallery-panel .caption-label { font-size: 11px; padding: 1px 4px; max-width: calc(100% - 8px); }
-#status-line p { margin: 0; }
-#model-line p { margin: 0; font-size: 0.9em; }
-footer { display: none !important; }
 """

@@ -15,13 +15,14 @@ from ..methods import Edit
 from .debias_run import DebiasUpdate
 from .edit_run import EditUpdate
 from .images import ScoredImage
-from .inputs import format_lam
+from .inputs import format_lam, lam_text
 from .methods import METHOD_LABELS
 from .sweep_run import SweepUpdate
 from .texts import quote
 
 __all__ = [
     "SCORE_HEADERS",
+    "knob_note",
     "debias_found",
     "debias_status",
     "edit_details",
@@ -58,15 +59,33 @@ def edit_status(update: EditUpdate) -> str:
         mode += ", keys + values" if edit.edit_keys else ", values only"
     aug = "augmented" if edit.augment else "not augmented"
     pairs = len(edit.sources)
-    what = f"{pairs} pairs (multi-edit)" if pairs > 1 else "1 pair"
+    what = f'"{quote(edit.sources[-1])}" → "{quote(edit.destinations[-1])}"'
+    what += f" with {pairs - 1} stacked pair{'s' if pairs > 2 else ''} (multi-edit)" if pairs > 1 else ""
     total = len(update.original)
-    parts = [f"**λ = {format_lam(edit.lam)}**", what, mode, aug] + ([_preserved(edit)] if edit.preserve else [])
+    if edit.lam_auto:  # the chosen λ, to 3 digits (the details have it exactly)
+        lam = f"**λ = {format_lam(edit.lam)}** (knob-free: chosen for this edit)"
+    else:
+        lam = f"**λ = {lam_text(edit.lam)}**"
+    parts = [lam, what, mode, aug] + ([_preserved(edit)] if edit.preserve else [])
     parts.append(f"originals: {update.cached}/{total} from cache ({update.seconds.get('original', 0.0):.1f} s)")
-    if update.edited is None:
+    if update.stage == "preview":
+        shown = sum(image is not None for image in update.edited)
+        parts.append(f"edited: {shown}/{total} shown at once ({update.seconds.get('preview', 0.0):.1f} s), "
+                     "the rest rendering…")
+    elif update.edited is None:
         parts.append("edited: generating…")
     else:
         parts.append(f"edited: {update.seconds.get('edited', 0.0):.1f} s")
     return " · ".join(parts)
+
+
+def knob_note(update: EditUpdate) -> str:
+    """Where the knob-free λ of the shown edit lies (for the line under the λ slider), or "" when there is none."""
+    if update.auto_lam is None:
+        return ""
+    where = "the λ shown" if update.auto_lam == update.edit.lam else f"shown: λ = {lam_text(update.edit.lam)}"
+    return (f"knob-free λ for this edit: **{format_lam(update.auto_lam)}** (log10 λ = "
+            f"{np.log10(update.auto_lam):.2f}; {where})")
 
 
 def gallery_items(images: Sequence[ScoredImage]) -> list[tuple[Any, str]]:
@@ -98,13 +117,14 @@ def edit_details(update: EditUpdate) -> dict[str, Any]:
     for k, original in enumerate(update.original):
         item = {"role": original.role, "prompt": original.prompt, "destination": original.destination,
                 "seed": original.seed, "p_destination_original": round(original.p_destination, 4)}
-        if update.edited is not None:
+        if update.edited is not None and update.edited[k] is not None:
             item["p_destination_edited"] = round(update.edited[k].p_destination, 4)
         images.append(item)
     return {
         "stage": update.stage,
         "edit": {"method": edit.method, "sources": list(edit.sources), "destinations": list(edit.destinations),
-                 "lam": edit.lam, "edit_keys": getattr(edit, "edit_keys", None), "augment": edit.augment,
+                 "lam": edit.lam, "lam_auto": edit.lam_auto, "auto_lam": update.auto_lam,
+                 "edit_keys": getattr(edit, "edit_keys", None), "augment": edit.augment,
                  "preserve": list(edit.preserve), "preserve_weight": edit.preserve_weight, "model": edit.model},
         "scores": {k: (None if v is None else v.as_dict()) for k, v in update.scores.items()},
         "seconds": {k: round(v, 3) for k, v in update.seconds.items()},
@@ -118,7 +138,7 @@ _METRIC_COLOURS = {"efficacy": "#1f77b4", "generality": "#2ca02c", "specificity"
 
 def sweep_figure(update: SweepUpdate):
     """Efficacy, generality and specificity of the edited model against λ (log axis), mean ± std over seeds, with the
-    original model's values as dashed lines.
+    original model's values as dashed lines and the knob-free λ of the edit (when it has one) as a dotted line.
 
     Returns:
         `matplotlib.figure.Figure` (built without pyplot, so no global figure state).
@@ -140,13 +160,18 @@ def sweep_figure(update: SweepUpdate):
         axes.plot(lams, mean, marker="o", color=colour, label=name)
         axes.fill_between(lams, mean - std, mean + std, color=colour, alpha=0.15, linewidth=0)
     axes.set_xscale("log")
-    axes.set_xlim(min(update.lams) / 1.5, max(update.lams) * 1.5)
+    low, high = min(update.lams) / 1.5, max(update.lams) * 1.5
+    if update.auto_lam is not None:
+        axes.axvline(update.auto_lam, color="black", linestyle=":", linewidth=1.5,
+                     label=f"knob-free λ = {format_lam(update.auto_lam)}")
+        low, high = min(low, update.auto_lam / 1.5), max(high, update.auto_lam * 1.5)
+    axes.set_xlim(low, high)
     axes.set_ylim(-3, 103)
     axes.set_xlabel("λ (log scale)")
     axes.set_ylabel("% of images")
     axes.set_title("edited model (solid) vs original model (dashed)", fontsize=10)
     axes.grid(True, which="major", alpha=0.3)
-    if update.points:
+    if update.points or update.auto_lam is not None:
         axes.legend(loc="best", fontsize=9)
     return figure
 
@@ -162,8 +187,9 @@ def sweep_rows(update: SweepUpdate) -> list[list[str]]:
 
 
 def sweep_status(update: SweepUpdate) -> str:
-    """The sweep's progress line: λ values done, wall time."""
-    return f"{len(update.points)}/{len(update.lams)} λ values · {update.seconds:.1f} s"
+    """The sweep's progress line: λ values done, wall time, and the knob-free λ of the edit when it has one."""
+    chosen = "" if update.auto_lam is None else f" · knob-free λ for this edit: {format_lam(update.auto_lam)}"
+    return f"{len(update.points)}/{len(update.lams)} λ values · {update.seconds:.1f} s{chosen}"
 
 
 def sweep_strip(update: SweepUpdate, pending: bool = True) -> list[tuple[Any, str]]:
@@ -212,7 +238,7 @@ def debias_found(update: DebiasUpdate) -> tuple[str, str, str] | None:
     """`(source, destination, λ text)` of the TIME edit a search found, for the Edit tab; `None` before one is."""
     if update.result is None or update.result.lam is None:
         return None
-    return update.entry.source, update.entry.destination, format_lam(update.result.lam)
+    return update.entry.source, update.entry.destination, lam_text(update.result.lam)
 
 
 def debias_status(update: DebiasUpdate) -> str:

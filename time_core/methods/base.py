@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from ..edit import BaseEdit, EditRequest, RequestFields
 from ..models import model_id
-from ..prompts import as_prompts, check_preserve_weight, is_auto_preserve, preserve_prompts
+from ..prompts import as_prompts, check_preserve_weight, check_prompt, is_auto_preserve, preserve_prompts, token_ids
 
 __all__ = ["FEATURES", "BaseProblem", "EditingMethod"]
 
@@ -108,6 +108,14 @@ class EditingMethod(ABC):
         """Raises `ValueError` naming every option asked for that the method lacks (see `unsupported`)."""
         if problems := self.unsupported(values_only, auto_preserve, auto_lam, command=False):
             raise ValueError("; ".join(problems))
+
+    def check_pair(self, tokenizer, source: str, destination: str) -> tuple[str, str]:
+        """The pair stripped, or `PromptError` when the method cannot take it (checked before anything is encoded,
+        e.g. when a pair is stacked): an empty or over-long prompt. Methods with further conditions extend it."""
+        pair = (check_prompt(source, "source"), check_prompt(destination, "destination"))
+        for prompt in pair:
+            token_ids(tokenizer, prompt)
+        return pair
 
     def prepare(
         self,

@@ -18,7 +18,7 @@ import torch
 from ..attention import install_split_processors, split_key_value
 from ..edit import BaseEdit, EditFileError, EditRequest, metadata_errors
 from ..models import TextConditioning, check_architecture, cross_attention_layers
-from ..prompts import augment_pairs, build_pairs
+from ..prompts import align_tokens, augment_pairs, build_pairs
 from ..solver import EditSystem, build_system, check_lam, cross_validated_lam, is_auto
 from .base import BaseProblem, EditingMethod
 
@@ -153,6 +153,12 @@ class TimeMethod(EditingMethod):
     edit_class: ClassVar[type[BaseEdit]] = Edit
     summary: ClassVar[str] = "TIME (Orgad et al., ICCV 2023): UNet cross-attention keys and values"
     features: ClassVar[frozenset[str]] = frozenset({"values_only", "auto_preserve", "auto_lam"})
+
+    def check_pair(self, tokenizer, source: str, destination: str) -> tuple[str, str]:
+        """As `EditingMethod.check_pair`, and the destination must contain the source's tokens in order."""
+        pair = super().check_pair(tokenizer, source, destination)
+        align_tokens(tokenizer, *pair)
+        return pair
 
     def build(self, pipe, request: EditRequest, edit_keys: bool) -> EditProblem:
         """Encodes and aligns the prompts and factorises Eq. 5; see `time_core.compute_edit` for the arguments."""
