@@ -89,8 +89,11 @@ def live_from_slider(runtime: demo.DemoRuntime, ui, v: dict, progress=None) -> I
 
 
 def live_from_text(runtime: demo.DemoRuntime, ui, v: dict, progress=None) -> Iterator[dict]:
-    """A λ typed in the field: the slider follows, and the last edit is shown at exactly that λ."""
-    lam = demo.parse_lam(v[ui.edit.lam_text])
+    """A λ typed in the field: the slider follows, and the last edit is shown at exactly that λ (`auto` waits for the
+    next Edit click, which chooses it)."""
+    lam = demo.parse_lam_or_auto(v[ui.edit.lam_text])
+    if lam == demo.AUTO_LAM:
+        return
     yield {ui.edit.lam_slider: demo.log_from_lam(lam)}
     yield from _live(runtime, ui, v[ui.edit.live], lam)
 

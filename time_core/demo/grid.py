@@ -50,8 +50,8 @@ def comparison_html(update: Any, url: Callable[[Any], str], caption: str = "") -
     scrolling box (a CSS grid of `2 + 2 × seeds` columns, set by `--seeds`); `url(image)` gives an image's address."""
     seeds = update.num_seeds
     lam = update.edit.lam
-    head = "".join(f'<div class="cmp-seed">seed {image.seed}<span>original model</span><span>edited model</span></div>'
-                   for image in update.original[:seeds])
+    head = "".join(f'<div class="cmp-seed"><b>seed {image.seed}</b><span>original model</span><span>edited model</span>'
+                   '</div>' for image in update.original[:seeds])
     rows = [f'<div class="cmp-row cmp-head"><div class="cmp-prompt">prompt</div><div class="cmp-verdict">verdict'
             f'</div>{head}</div>']
     for start in range(0, len(update.original), seeds):
