@@ -268,9 +268,9 @@ def test_lambda_sweep_in_the_browser(browser, app_url, tmp_path):
 def test_method_choice_in_the_browser(browser, app_url):
     """Choosing Diff-QuickFix on the Edit tab sets its λ, greys out "edit keys", and sets the λ sweep tab's choice;
     choosing TIME on the sweep tab sets them back."""
-    page = browser.new_page(viewport=VIEWPORT)
-    page.goto(app_url)
-    page.get_by_role("button", name="Edit and generate").wait_for(timeout=60_000)
+    page = open_page(browser, app_url)
+    # the page load sets the knob-free default (λ = auto, TIME): choose a method only after it has
+    expect(page.get_by_label("λ", exact=True)).to_have_value("auto", timeout=60_000)
     radios = page.get_by_label("Diff-QuickFix (text encoder)")
     radios.first.check()
     expect(page.get_by_label("λ", exact=True)).to_have_value("0.01", timeout=30_000)
