@@ -30,7 +30,7 @@ import torch
 
 __all__ = [
     "AUTO_LAM", "MIN_LAM", "EditSystem", "build_system", "check_finite", "check_lam", "cross_validated_lam",
-    "edit_matrix", "factorise", "is_auto", "naive_edited_weight", "parse_lam",
+    "edit_matrix", "factorise", "is_auto", "naive_edited_weight", "parse_lam", "smallest_error_lam",
 ]
 
 # The smallest λ accepted. Below it the rounding noise of `B` in the null space of `C` (~1e-16 relative) is divided by
@@ -236,6 +236,9 @@ def cross_validated_lam(
         const = float((wf * Rf**2).sum())
         q = 1.0 / (lams[:, None] + s.clamp(min=0.0)[None, :])  # (K, d)
         errors += ((q @ H) * q).sum(dim=1) - 2 * (q @ h) + const
-    best = errors.min()
-    chosen = int(torch.nonzero(errors <= best * (1 + 1e-9)).max())
-    return float(lams[chosen]), errors
+    return smallest_error_lam(lams, errors), errors
+
+
+def smallest_error_lam(lams: torch.Tensor, errors: torch.Tensor) -> float:
+    """The λ of `lams` `(K,)` with the smallest held-out error `(K,)`; on a tie (within 1e-9), the larger λ."""
+    return float(lams[int(torch.nonzero(errors <= errors.min() * (1 + 1e-9)).max())])

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ...solver import cross_validated_lam
+from ...solver import cross_validated_lam, smallest_error_lam
 from ..context import ContextSet
 from .layer import find_projection
 from .pairs import preservation_pairs, quickfix_pairs
@@ -60,5 +60,4 @@ def context_quickfix(encoders: Sequence[tuple], sources: Sequence[str], destinat
             errors = error if errors is None else errors + error
     if errors is None:
         return tuple(problems), None
-    best = int(torch.nonzero(errors <= errors.min() * (1 + 1e-9)).max())
-    return tuple(problems), float(lams[best])
+    return tuple(problems), smallest_error_lam(lams, errors)
